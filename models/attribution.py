@@ -1,0 +1,128 @@
+"""Position-based credit: exact fractions and largest-remainder integer splits.
+
+These functions know nothing of leads or opportunities: they take touchpoints
+already in event-time order and the positions picked for them, so the
+U-shaped, W-shaped and Full Path models are one algorithm with three weight
+tables (docs/attribution.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from math import floor
+
+from models.config import Weights
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Touchpoint:
+    """A lead's first touch of one campaign, with its resolved scopes.
+
+    Ordering is by `(ts, touch_id)`: the spec's event-time order, with the
+    event id breaking ties so every replica sorts identically.
+    """
+
+    ts: int
+    touch_id: str
+    lead_id: str
+    campaign: str
+    partner: str | None
+    channel: str | None
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """`all`, then campaign, partner and channel scopes where present."""
+        scopes = ["all", f"campaign:{self.campaign}"]
+        if self.partner:
+            scopes.append(f"partner:{self.partner}")
+        if self.channel:
+            scopes.append(f"channel:{self.channel}")
+        return tuple(scopes)
+
+
+def latest_at_or_before(points: Sequence[Touchpoint], moment: int) -> Touchpoint | None:
+    """The last touchpoint with `ts <= moment` (points sorted)."""
+    found = None
+    for point in points:
+        if point.ts > moment:
+            break
+        found = point
+    return found
+
+
+def allocate(
+    positions: Mapping[str, Touchpoint | None],
+    eligible: Sequence[Touchpoint],
+    weights: Weights,
+) -> dict[Touchpoint, Fraction]:
+    """Credit per touchpoint; sums to exactly 1 whenever any position is held.
+
+    A touchpoint holding several positions adds their weights.  The weight of
+    an empty position, and the middle weight when no touchpoint is left for
+    it, is shared evenly by the positions that are held.  Middle touchpoints
+    are the eligible ones that hold no position.
+    """
+    held = {name: point for name, point in positions.items() if point is not None}
+    if not held:
+        return {}
+    holders = set(held.values())
+    middle = [point for point in eligible if point not in holders]
+    unused = sum((w for name, w in weights.positions.items() if name not in held), Fraction(0))
+    if not middle:
+        unused += weights.middle
+    bonus = unused / len(held)
+    credit: dict[Touchpoint, Fraction] = {}
+    for name, point in held.items():
+        credit[point] = credit.get(point, Fraction(0)) + weights.positions[name] + bonus
+    for point in middle:
+        credit[point] = weights.middle / len(middle)
+    return credit
+
+
+def split_integer(total: int, shares: Mapping[Touchpoint, Fraction]) -> dict[Touchpoint, int]:
+    """Split `total` units by `shares` (summing to 1) with the largest-remainder method.
+
+    Each part is floored, then the units left go one each to the largest
+    remainders; ties go to the earlier touchpoint.  The parts add up to
+    `total` exactly and depend only on the inputs, so a replay gives the
+    same cents.
+    """
+    if not shares:
+        return {}
+    parts: dict[Touchpoint, int] = {}
+    remainders: list[tuple[Fraction, Touchpoint]] = []
+    for point, share in shares.items():
+        exact = share * total
+        whole = floor(exact)
+        parts[point] = whole
+        remainders.append((exact - whole, point))
+    left = total - sum(parts.values())
+    remainders.sort(key=lambda item: (-item[0], item[1]))
+    for _, point in remainders[:left]:
+        parts[point] += 1
+    return parts
+
+
+def scope_totals(parts: Iterable[tuple[Sequence[str], int]]) -> dict[str, int]:
+    """Sum integer parts per scope: `(scopes, value)` pairs in, scope → total out."""
+    totals: dict[str, int] = {}
+    for scopes, value in parts:
+        for scope in scopes:
+            totals[scope] = totals.get(scope, 0) + value
+    return totals
+
+
+def influenced_scopes(points: Iterable[Touchpoint], moment: int) -> set[str]:
+    """Scopes with at least one touchpoint at or before `moment`."""
+    return {scope for point in points if point.ts <= moment for scope in point.scopes}
+
+
+def position_roles(positions: Mapping[str, Touchpoint | None]) -> dict[Touchpoint, tuple[str, ...]]:
+    """Touchpoint → the positions it holds, for the "why this credit" breakdown."""
+    roles: dict[Touchpoint, tuple[str, ...]] = {}
+    for name, point in positions.items():
+        if point is not None:
+            roles[point] = (*roles.get(point, ()), name)
+    return roles

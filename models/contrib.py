@@ -1,0 +1,170 @@
+"""Contributions, deltas and the bookkeeping every keyed subject shares.
+
+The engine's one trick: a subject (a lead, an opportunity …) owns the set of
+its input events, and its *contribution* to the metrics and credits is a pure
+function of that set.  When the set changes, the new contribution is computed
+and the difference to the last one is emitted as deltas: retractions of what
+no longer holds and the new credit.  Running totals are sums of deltas, so
+they always equal a full recomputation, whatever the arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from models.attribution import Touchpoint
+
+MetricKey = tuple[str, str]
+"""(scope, metric), e.g. `("partner:slack", "nb.cw.attributed_arr")`."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLine:
+    """One touchpoint's share of one subject's conversion.
+
+    `units` is the integer part of the subject's value this touchpoint gets:
+    cents of ARR for an opportunity, millionths of a conversion for a lead.
+    """
+
+    credit: Fraction
+    units: int
+    scopes: tuple[str, ...]
+    positions: tuple[str, ...]
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    metrics: Mapping[MetricKey, int]
+    credits: Mapping[str, CreditLine]
+
+
+EMPTY = Contribution({}, {})
+
+
+@dataclass(frozen=True, slots=True)
+class CreditDelta:
+    """A change of one touchpoint's credit on one subject (`partnerpulse.credits`)."""
+
+    subject: str
+    touch_id: str
+    scopes: tuple[str, ...]
+    credit: Fraction
+    units: int
+    cause: str
+
+
+@dataclass(slots=True)
+class Deltas:
+    """What one settle step changed: metric increments and credit deltas."""
+
+    metrics: dict[MetricKey, int] = field(default_factory=dict)
+    credits: list[CreditDelta] = field(default_factory=list)
+
+    def bump(self, key: MetricKey, amount: int = 1) -> None:
+        value = self.metrics.get(key, 0) + amount
+        if value:
+            self.metrics[key] = value
+        else:
+            self.metrics.pop(key, None)
+
+    def extend(self, other: Deltas) -> None:
+        for key, amount in other.metrics.items():
+            self.bump(key, amount)
+        self.credits.extend(other.credits)
+
+    def __bool__(self) -> bool:
+        return bool(self.metrics or self.credits)
+
+
+def diff(subject: str, old: Contribution, new: Contribution, cause: str) -> Deltas:
+    """Deltas that turn `old` into `new`: a retraction for every line that moved."""
+    out = Deltas()
+    for key in old.metrics.keys() | new.metrics.keys():
+        out.bump(key, new.metrics.get(key, 0) - old.metrics.get(key, 0))
+    for touch_id in sorted(old.credits.keys() | new.credits.keys()):
+        before, after = old.credits.get(touch_id), new.credits.get(touch_id)
+        if before == after:
+            continue
+        if before is not None and after is not None and before.scopes == after.scopes:
+            credit, units = after.credit - before.credit, after.units - before.units
+            if credit or units:
+                out.credits.append(
+                    CreditDelta(subject, touch_id, after.scopes, credit, units, cause)
+                )
+            continue
+        if before is not None:
+            out.credits.append(
+                CreditDelta(subject, touch_id, before.scopes, -before.credit, -before.units, cause)
+            )
+        if after is not None:
+            out.credits.append(
+                CreditDelta(subject, touch_id, after.scopes, after.credit, after.units, cause)
+            )
+    return out
+
+
+def credit_lines(
+    credit: Mapping[Touchpoint, Fraction],
+    units: Mapping[Touchpoint, int],
+    positions: Mapping[Touchpoint, tuple[str, ...]],
+) -> dict[str, CreditLine]:
+    """Touch id → credit line, for the touchpoints that got any credit."""
+    return {
+        point.touch_id: CreditLine(
+            share, units[point], point.scopes, positions.get(point, ("middle",)), point.ts
+        )
+        for point, share in credit.items()
+        if share
+    }
+
+
+def count_scopes(metrics: dict[MetricKey, int], scopes: Iterable[str], name: str, n: int) -> None:
+    """Set `name` to `n` in each scope (a conversion counts once per scope)."""
+    if n:
+        for scope in scopes:
+            metrics[(scope, name)] = n
+
+
+def add_scopes(metrics: dict[MetricKey, int], totals: Mapping[str, int], name: str) -> None:
+    """Add per-scope totals under metric `name`."""
+    for scope, value in totals.items():
+        if value:
+            metrics[(scope, name)] = metrics.get((scope, name), 0) + value
+
+
+@dataclass(slots=True)
+class Subject:
+    """What every keyed state keeps besides its own inputs.
+
+    `seen` makes re-delivery a no-op (the event id is the idempotency key);
+    `newest` is the latest event time seen, for the late-event counter;
+    `cause` names the event behind the next deltas.
+    """
+
+    key: str
+    seen: set[str] = field(default_factory=set)
+    newest: int | None = None
+    cause: str = ""
+    contribution: Contribution = EMPTY
+
+    def admit(self, event_id: str, ts: int, out: Deltas) -> bool:
+        """Record an arriving event; False (and a counted duplicate) if seen before."""
+        if event_id in self.seen:
+            out.bump(("all", "dq.duplicates_ignored"))
+            return False
+        self.seen.add(event_id)
+        if self.newest is not None and ts < self.newest:
+            out.bump(("all", "dq.late_events"))
+        else:
+            self.newest = ts
+        self.cause = event_id
+        return True
+
+    def publish(self, subject: str, new: Contribution) -> Deltas:
+        """Replace the contribution and return the deltas to get there."""
+        deltas = diff(subject, self.contribution, new, self.cause)
+        self.contribution = new
+        return deltas

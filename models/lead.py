@@ -1,0 +1,212 @@
+"""Per-lead state: touchpoints, milestones, U-shaped lead credit, lead metrics.
+
+A lead's state is keyed by `lead_id` (topic `leads`).  Settling it yields the
+lead's own metric contribution and a `LeadSnapshot`: the part of the lead an
+opportunity needs (its touchpoints and LC touchpoint), sent to every
+opportunity that has the lead as a contact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import NamedTuple
+
+from models.attribution import (
+    Touchpoint,
+    allocate,
+    influenced_scopes,
+    position_roles,
+    scope_totals,
+    split_integer,
+)
+from models.config import DAY_US
+from models.context import Context
+from models.contrib import (
+    Contribution,
+    Deltas,
+    MetricKey,
+    Subject,
+    add_scopes,
+    count_scopes,
+    credit_lines,
+)
+from models.events import LeadCreated, LeadEvent, Mql, Touch
+from models.partners import normalise
+
+MICRO = 1_000_000
+"""A lead conversion is split in millionths, so attributed conversions stay integers."""
+
+
+class TouchRecord(NamedTuple):
+    """A touch event as stored: compact, normalised, in event-time order."""
+
+    ts: int
+    touch_id: str
+    campaign: str
+    action: str
+    partner: str | None
+    channel: str | None
+
+
+class Milestone(NamedTuple):
+    """The earliest `lead_created` (or `mql`): repeats never move it later."""
+
+    ts: int
+    event_id: str
+    account_id: str | None = None
+    source_partner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadSnapshot:
+    """What an opportunity needs of a contact lead."""
+
+    lead_id: str
+    account_id: str | None
+    touchpoints: tuple[Touchpoint, ...]
+    lc: Touchpoint | None
+
+
+@dataclass(slots=True)
+class LeadState(Subject):
+    touches: dict[str, TouchRecord] = field(default_factory=dict)
+    created: Milestone | None = None
+    mql: Milestone | None = None
+    touch_account: Milestone | None = None
+    snapshot: LeadSnapshot | None = None
+    version: int = 0
+    subscribers: dict[str, int] = field(default_factory=dict)
+    """Opportunity id → snapshot version last sent to it."""
+
+    def ingest(self, event: LeadEvent, out: Deltas) -> bool:
+        """Add one event; False when it was a duplicate."""
+        ts = event.ts
+        if not self.admit(event.event_id, ts, out):
+            return False
+        if isinstance(event, Touch):
+            self.touches[event.event_id] = TouchRecord(
+                ts,
+                event.event_id,
+                normalise(event.campaign) or "",
+                normalise(event.action) or "",
+                normalise(event.partner),
+                normalise(event.channel),
+            )
+            account = normalise(event.account_id)
+            if account is not None:
+                self.touch_account = _earliest(
+                    self.touch_account, Milestone(ts, event.event_id, account)
+                )
+        elif isinstance(event, LeadCreated):
+            self.created = _earliest(
+                self.created,
+                Milestone(
+                    ts, event.event_id, normalise(event.account_id), normalise(event.source_partner)
+                ),
+            )
+        elif isinstance(event, Mql):
+            self.mql = _earliest(self.mql, Milestone(ts, event.event_id))
+        return True
+
+    @property
+    def account_id(self) -> str | None:
+        """From the earliest lead_created that names one, else the earliest touch that does."""
+        if self.created is not None and self.created.account_id is not None:
+            return self.created.account_id
+        return self.touch_account.account_id if self.touch_account else None
+
+    def subscribe(self, opportunity_id: str) -> None:
+        """An opportunity lists this lead as a contact: it needs our snapshots."""
+        self.subscribers.setdefault(opportunity_id, 0)
+
+    def settle(self, ctx: Context) -> Deltas:
+        """Recompute the contribution and snapshot; return the lead's deltas."""
+        points = touchpoints(self, ctx)
+        eligible = (
+            [p for p in points if p.ts <= self.created.ts] if self.created is not None else []
+        )
+        snapshot = LeadSnapshot(
+            self.key, self.account_id, tuple(points), eligible[-1] if eligible else None
+        )
+        if snapshot != self.snapshot:
+            self.snapshot = snapshot
+            self.version += 1
+        return self.publish(f"lead:{self.key}", self._contribution(ctx, points, eligible))
+
+    def outbox(self) -> list[tuple[str, int, LeadSnapshot]]:
+        """(opportunity id, version, snapshot) for subscribers that lack the current one."""
+        if self.snapshot is None:
+            return []
+        due = [opp for opp, sent in self.subscribers.items() if sent < self.version]
+        for opp in due:
+            self.subscribers[opp] = self.version
+        return [(opp, self.version, self.snapshot) for opp in due]
+
+    def _contribution(
+        self, ctx: Context, points: list[Touchpoint], eligible: list[Touchpoint]
+    ) -> Contribution:
+        metrics: dict[MetricKey, int] = {}
+        credits = {}
+        if self.created is not None:
+            count_scopes(
+                metrics, influenced_scopes(points, self.created.ts), "nb.leads.influenced", 1
+            )
+            if eligible:
+                positions = {"ft": eligible[0], "lc": eligible[-1]}
+                share = allocate(positions, eligible, ctx.config.u_shaped)
+                micro = split_integer(MICRO, share)
+                add_scopes(
+                    metrics,
+                    scope_totals((p.scopes, n) for p, n in micro.items()),
+                    "nb.leads.attributed",
+                )
+                credits = credit_lines(share, micro, position_roles(positions))
+            acquirers = {eligible[-1].partner if eligible else None, self.created.source_partner}
+            scopes = [f"partner:{p}" for p in sorted(a for a in acquirers if a is not None)]
+            count_scopes(metrics, ["all", *scopes] if scopes else [], "leads.acquired", 1)
+        if self.mql is not None:
+            count_scopes(metrics, influenced_scopes(points, self.mql.ts), "nb.mqls.influenced", 1)
+        self._reengagements(ctx, metrics)
+        for record in self.touches.values():
+            if not ctx.parser.parse(record.campaign).valid:
+                invalid = dict.fromkeys(("all", f"campaign:{record.campaign}"), 1)
+                add_scopes(metrics, invalid, "dq.campaign_name_invalid")
+        return Contribution(metrics, credits)
+
+    def _reengagements(self, ctx: Context, metrics: dict[MetricKey, int]) -> None:
+        """Count partner touches that end a dormancy of at least the window.
+
+        The first activity after the gap decides the episode: if it is a
+        partner touch, that touch's scopes get one re-engaged lead.
+        """
+        window = ctx.config.dormancy_days * DAY_US
+        activity: list[tuple[int, str]] = [(t.ts, t.touch_id) for t in self.touches.values()]
+        activity += [(m.ts, m.event_id) for m in (self.created, self.mql) if m is not None]
+        activity.sort()
+        for (before, _), (ts, event_id) in pairwise(activity):
+            record = self.touches.get(event_id)
+            if ts - before < window or record is None:
+                continue
+            point = _touchpoint(self.key, record, ctx)
+            if point.partner is not None:
+                add_scopes(metrics, dict.fromkeys(point.scopes, 1), "leads.reengaged")
+
+
+def touchpoints(state: LeadState, ctx: Context) -> list[Touchpoint]:
+    """One touchpoint per campaign: its earliest touch, in event-time order."""
+    first: dict[str, TouchRecord] = {}
+    for record in state.touches.values():
+        held = first.get(record.campaign)
+        if held is None or (record.ts, record.touch_id) < (held.ts, held.touch_id):
+            first[record.campaign] = record
+    return sorted(_touchpoint(state.key, record, ctx) for record in first.values())
+
+
+def _touchpoint(lead_id: str, record: TouchRecord, ctx: Context) -> Touchpoint:
+    partner, channel = ctx.resolve(record.campaign, record.partner, record.channel)
+    return Touchpoint(record.ts, record.touch_id, lead_id, record.campaign, partner, channel)
+
+
+def _earliest(held: Milestone | None, new: Milestone) -> Milestone:
+    return new if held is None or (new.ts, new.event_id) < (held.ts, held.event_id) else held

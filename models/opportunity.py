@@ -1,0 +1,185 @@
+"""Per-opportunity state: pooled touchpoints, W-shaped / Full Path credit, metrics.
+
+Keyed by `opportunity_id` (topic `opportunities`).  Contact leads live under
+other keys, so their touchpoints arrive as `LeadSnapshot`s (versioned: an
+older snapshot never replaces a newer one, whatever order they arrive in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
+
+from models.attribution import (
+    Touchpoint,
+    allocate,
+    influenced_scopes,
+    latest_at_or_before,
+    position_roles,
+    scope_totals,
+    split_integer,
+)
+from models.config import STAGE_ORDER
+from models.context import Context
+from models.contrib import (
+    Contribution,
+    CreditLine,
+    Deltas,
+    MetricKey,
+    Subject,
+    add_scopes,
+    count_scopes,
+    credit_lines,
+)
+from models.events import OpportunityCreated, OpportunityEvent
+from models.lead import LeadSnapshot
+from models.partners import normalise
+
+
+class Created(NamedTuple):
+    """The earliest `opportunity_created`: it fixes the creation moment and the deal's facts."""
+
+    ts: int
+    event_id: str
+    account_id: str
+    business: str
+    currency: str
+    source_partner: str | None
+    referral_partner: str | None
+
+
+class Amount(NamedTuple):
+    """The latest ARR by event time, from whichever event carried one."""
+
+    ts: int
+    event_id: str
+    arr: Decimal
+
+
+@dataclass(slots=True)
+class OpportunityState(Subject):
+    created: Created | None = None
+    contacts: set[str] = field(default_factory=set)
+    amount: Amount | None = None
+    qualified: int | None = None
+    won: int | None = None
+    lost: int | None = None
+    leads: dict[str, tuple[int, LeadSnapshot]] = field(default_factory=dict)
+
+    def ingest(self, event: OpportunityEvent, ctx: Context, out: Deltas) -> bool:
+        """Add one event; False when it was a duplicate."""
+        ts = event.ts
+        if not self.admit(event.event_id, ts, out):
+            return False
+        if event.arr is not None:
+            amount = Amount(ts, event.event_id, event.arr)
+            if self.amount is None or amount[:2] > self.amount[:2]:
+                self.amount = amount
+        if isinstance(event, OpportunityCreated):
+            self.contacts.update(event.lead_ids)
+            created = Created(
+                ts,
+                event.event_id,
+                normalise(event.account_id) or "",
+                event.business,
+                event.currency,
+                normalise(event.source_partner),
+                normalise(event.referral_partner),
+            )
+            if self.created is None or created[:2] < self.created[:2]:
+                self.created = created
+            return True
+        rank = STAGE_ORDER.get(event.stage)
+        if rank is not None and rank >= ctx.config.qualifying_rank:
+            self.qualified = _min(self.qualified, ts)
+        if event.stage == "closed_won":
+            self.won = _min(self.won, ts)
+        elif event.stage == "closed_lost":
+            self.lost = _min(self.lost, ts)
+        return True
+
+    def receive(self, version: int, snapshot: LeadSnapshot) -> bool:
+        """Store a contact's snapshot unless a newer one is already held."""
+        held = self.leads.get(snapshot.lead_id)
+        if held is not None and held[0] >= version:
+            return False
+        self.leads[snapshot.lead_id] = (version, snapshot)
+        return True
+
+    def members(self, ctx: Context) -> list[LeadSnapshot]:
+        """Contact roles (default) or every lead of the account."""
+        if self.created is None:
+            return []
+        if ctx.config.mapping == "account":
+            account = self.created.account_id
+            return [snap for _, snap in self.leads.values() if snap.account_id == account]
+        return [self.leads[lead][1] for lead in sorted(self.contacts) if lead in self.leads]
+
+    def settle(self, ctx: Context) -> Deltas:
+        return self.publish(f"opportunity:{self.key}", self._contribution(ctx))
+
+    def _contribution(self, ctx: Context) -> Contribution:
+        created = self.created
+        if created is None:
+            return Contribution({}, {})
+        members = self.members(ctx)
+        pooled = sorted(point for snap in members for point in snap.touchpoints)
+        lcs = [snap.lc for snap in members if snap.lc is not None]
+        lc = min(lcs) if lcs else None
+        cents = ctx.to_cents(self.amount.arr if self.amount else Decimal(0), created.currency)
+        credits = self._credits(ctx, pooled, lc, cents)
+        prefix = "nb" if created.business == "new_business" else "ex"
+        metrics: dict[MetricKey, int] = {}
+        attributed = scope_totals((line.scopes, line.units) for line in credits.values())
+        for stage, moment in (("s2", self.qualified), ("cw", self.won)):
+            if moment is None:
+                continue
+            scopes = influenced_scopes(pooled, moment)
+            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced", 1)
+            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced_arr", cents)
+            add_scopes(metrics, attributed, f"{prefix}.{stage}.attributed_arr")
+        if created.referral_partner:
+            count_scopes(
+                metrics, ("all", f"partner:{created.referral_partner}"), "pipeline.referrals", 1
+            )
+        if created.source_partner:
+            sourced = ("all", f"partner:{created.source_partner}")
+            count_scopes(metrics, sourced, "pipeline.sourced_deals", 1)
+            count_scopes(metrics, sourced, "pipeline.sourced_arr", cents)
+            if self.won is not None:
+                count_scopes(metrics, sourced, "pipeline.sourced_won_arr", cents)
+        return Contribution(metrics, credits)
+
+    def _credits(
+        self, ctx: Context, pooled: list[Touchpoint], lc: Touchpoint | None, cents: int
+    ) -> dict[str, CreditLine]:
+        """W-shaped (bounded by creation) or Full Path (bounded by close, else Pending)."""
+        assert self.created is not None
+        if ctx.config.model == "full-path":
+            close = self.won if self.won is not None else self.lost
+            eligible = pooled if close is None else [p for p in pooled if p.ts <= close]
+            closing = eligible[-1] if eligible else None
+            positions = {
+                "ft": eligible[0] if eligible else None,
+                "lc": lc if lc is not None and lc in eligible else None,
+                "oc": latest_at_or_before(eligible, self.created.ts),
+                "cw": closing,
+            }
+            roles = position_roles(positions)
+            if close is None and closing is not None:
+                roles[closing] = tuple("pending" if r == "cw" else r for r in roles[closing])
+        else:
+            eligible = [p for p in pooled if p.ts <= self.created.ts]
+            positions = {
+                "ft": eligible[0] if eligible else None,
+                "lc": lc if lc is not None and lc.ts <= self.created.ts else None,
+                "oc": eligible[-1] if eligible else None,
+            }
+            roles = position_roles(positions)
+        share = allocate(positions, eligible, ctx.config.opportunity_weights)
+        return credit_lines(share, split_integer(cents, share), roles)
+
+
+def _min(held: int | None, ts: int) -> int:
+    return ts if held is None or ts < held else held

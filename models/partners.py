@@ -1,0 +1,72 @@
+"""Which partner and channel a touch belongs to (SPEC §2).
+
+Precedence, first match wins: the touch's own field, the campaign registry
+entry, the naming convention.  Identifiers are normalised here, once, so the
+same partner never shows up under two spellings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+NO_PARTNER = frozenset({"", "none", "na", "n-a", "-"})
+
+
+def normalise(name: str | None) -> str | None:
+    """Lower-case and trimmed; `None` for absent or blank."""
+    if name is None:
+        return None
+    cleaned = " ".join(name.split()).lower()
+    return cleaned or None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedName:
+    valid: bool
+    partner: str | None
+    channel: str | None
+
+
+class NameParser:
+    """Applies the naming convention, memoising per campaign name."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self._pattern = pattern
+        self._cache: dict[str, ParsedName] = {}
+
+    def parse(self, campaign: str) -> ParsedName:
+        """Partner and channel from a normalised campaign name, if it follows the convention."""
+        hit = self._cache.get(campaign)
+        if hit is None:
+            match = self._pattern.match(campaign)
+            if match is None:
+                hit = ParsedName(False, None, None)
+            else:
+                groups = match.groupdict()
+                partner = normalise(groups.get("partner"))
+                hit = ParsedName(
+                    True,
+                    None if partner in NO_PARTNER else partner,
+                    normalise(groups.get("channel")),
+                )
+            if len(self._cache) < 100_000:
+                self._cache[campaign] = hit
+        return hit
+
+
+def resolve(
+    parser: NameParser,
+    registry: Mapping[str, str | None],
+    campaign: str,
+    partner: str | None,
+    channel: str | None,
+) -> tuple[str | None, str | None]:
+    """(partner, channel) of a touch; all arguments already normalised."""
+    parsed = parser.parse(campaign)
+    if partner is None:
+        partner = registry.get(campaign) or parsed.partner
+    if partner in NO_PARTNER:
+        partner = None
+    return partner, channel or parsed.channel
