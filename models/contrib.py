@@ -139,29 +139,44 @@ def add_scopes(metrics: dict[MetricKey, int], totals: Mapping[str, int], name: s
 class Subject:
     """What every keyed state keeps besides its own inputs.
 
-    `seen` makes re-delivery a no-op (the event id is the idempotency key);
-    `newest` is the latest event time seen, for the late-event counter;
-    `cause` names the event behind the next deltas.
+    `seen` maps each event id to the delivery position (Kafka partition and
+    offset, or line number) it was first admitted at: the same id at another
+    position is a duplicate (counted, then ignored), at the same position a
+    replay after a restart (ignored, not counted).  `newest` is the latest
+    event time admitted, for the late-event counter; `cause` names the event
+    behind the next deltas.  Both counters are part of the subject's
+    contribution, so they are published as absolute values like every metric.
     """
 
     key: str
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, int] = field(default_factory=dict)
     newest: int | None = None
+    duplicates: int = 0
+    late: int = 0
     cause: str = ""
     contribution: Contribution = EMPTY
 
-    def admit(self, event_id: str, ts: int, out: Deltas) -> bool:
-        """Record an arriving event; False (and a counted duplicate) if seen before."""
-        if event_id in self.seen:
-            out.bump(("all", "dq.duplicates_ignored"))
+    def admit(self, event_id: str, ts: int, position: int) -> bool:
+        """Record an arriving event; False if it was admitted before."""
+        first = self.seen.get(event_id)
+        if first is not None:
+            if first != position:
+                self.duplicates += 1
             return False
-        self.seen.add(event_id)
+        self.seen[event_id] = position
         if self.newest is not None and ts < self.newest:
-            out.bump(("all", "dq.late_events"))
+            self.late += 1
         else:
             self.newest = ts
         self.cause = event_id
         return True
+
+    def quality(self) -> dict[MetricKey, int]:
+        """This subject's data-quality counters."""
+        metrics: dict[MetricKey, int] = {}
+        count_scopes(metrics, ("all",), "dq.duplicates_ignored", self.duplicates)
+        count_scopes(metrics, ("all",), "dq.late_events", self.late)
+        return metrics
 
     def publish(self, subject: str, new: Contribution) -> Deltas:
         """Replace the contribution and return the deltas to get there."""

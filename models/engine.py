@@ -19,7 +19,7 @@ from fractions import Fraction
 
 from models.config import EngineConfig
 from models.context import Context
-from models.contrib import Deltas, MetricKey, Subject
+from models.contrib import Contribution, Deltas, MetricKey, Subject
 from models.events import (
     Campaign,
     Event,
@@ -33,7 +33,7 @@ from models.events import (
 from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection
-from models.partners import normalise
+from models.partners import normalise, partner_id
 
 
 @dataclass(slots=True)
@@ -58,24 +58,29 @@ class Engine:
         self._account_opportunities: dict[str, set[str]] = {}
         self._dirty_leads: set[str] = set()
         self._dirty_opportunities: set[str] = set()
+        self._dirty_others: set[tuple[str, str]] = set()
+        self._position = 0
 
     # --- input -------------------------------------------------------------
 
-    def ingest(self, event: Event) -> Deltas:
-        """Record one event; returns only the data-quality deltas it causes."""
-        out = Deltas()
+    def ingest(self, event: Event, position: int | None = None) -> None:
+        """Record one event delivered at `position` (default: a fresh one).
+
+        Redelivering an event at the position it was first seen at is a
+        replay and changes nothing; at any other position it is a duplicate.
+        """
+        if position is None:
+            self._position += 1
+            position = self._position
         if isinstance(event, Touch | LeadCreated | Mql):
-            self._ingest_lead(event, out)
+            self._ingest_lead(event, position)
         elif isinstance(event, OpportunityCreated | OpportunityStage):
-            self._ingest_opportunity(event, out)
+            self._ingest_opportunity(event, position)
         elif isinstance(event, Campaign):
-            self._ingest_registry(event, out)
+            self._ingest_registry(event, position)
         else:
-            topic, key = route(event)
-            subject = self.others.setdefault((topic, key), Subject(key))
-            subject.admit(event.event_id, event.ts, out)
-        self._add(out)
-        return out
+            key = route(event)
+            self._other(key).admit(event.event_id, event.ts, position)
 
     def reject(self, rejection: Rejection) -> Deltas:
         """Count a dead letter (the caller publishes it)."""
@@ -95,19 +100,22 @@ class Engine:
                 out.extend(lead.settle(self.ctx))
                 self._index_account(lead)
                 for opp_id, version, snapshot in lead.outbox():
-                    if self.opportunities[opp_id].receive(version, snapshot):
+                    if self.opportunities[opp_id].receive(version, snapshot, lead.cause):
                         self._dirty_opportunities.add(opp_id)
             dirty, self._dirty_opportunities = self._dirty_opportunities, set()
             for opp_id in sorted(dirty):
                 out.extend(self.opportunities[opp_id].settle(self.ctx))
+        for topic, key in sorted(self._dirty_others):
+            subject = self.others[(topic, key)]
+            out.extend(subject.publish(f"{topic}:{key}", Contribution(subject.quality(), {})))
+        self._dirty_others.clear()
         self._add(out)
         return out
 
-    def apply(self, event: Event) -> Deltas:
+    def apply(self, event: Event, position: int | None = None) -> Deltas:
         """Ingest and settle one event: the fully incremental step."""
-        out = self.ingest(event)
-        out.extend(self.settle())
-        return out
+        self.ingest(event, position)
+        return self.settle()
 
     def run(self, items: Iterable[Event | Rejection]) -> None:
         """Batch mode: ingest everything, settle once."""
@@ -138,24 +146,28 @@ class Engine:
             lead = self.leads[lead_id] = LeadState(lead_id)
         return lead
 
-    def _ingest_lead(self, event: Touch | LeadCreated | Mql, out: Deltas) -> None:
+    def _other(self, key: tuple[str, str]) -> Subject:
+        self._dirty_others.add(key)
+        subject = self.others.get(key)
+        if subject is None:
+            subject = self.others[key] = Subject(key[1])
+        return subject
+
+    def _ingest_lead(self, event: Touch | LeadCreated | Mql, position: int) -> None:
         lead = self._lead(event.lead_id)
-        if lead.ingest(event, out):
-            self._dirty_leads.add(lead.key)
-            if isinstance(event, Touch):
-                campaign = normalise(event.campaign) or ""
-                self._campaign_leads.setdefault(campaign, set()).add(lead.key)
+        self._dirty_leads.add(lead.key)
+        if lead.ingest(event, position) and isinstance(event, Touch):
+            campaign = normalise(event.campaign) or ""
+            self._campaign_leads.setdefault(campaign, set()).add(lead.key)
 
     def _ingest_opportunity(
-        self, event: OpportunityCreated | OpportunityStage, out: Deltas
+        self, event: OpportunityCreated | OpportunityStage, position: int
     ) -> None:
         opp = self.opportunities.get(event.opportunity_id)
         if opp is None:
             opp = self.opportunities[event.opportunity_id] = OpportunityState(event.opportunity_id)
-        if not opp.ingest(event, self.ctx, out):
-            return
         self._dirty_opportunities.add(opp.key)
-        if not isinstance(event, OpportunityCreated):
+        if not opp.ingest(event, self.ctx, position) or not isinstance(event, OpportunityCreated):
             return
         if self.ctx.config.mapping == "account":
             account = normalise(event.account_id) or ""
@@ -181,20 +193,21 @@ class Engine:
         for opp_id in self._account_opportunities.get(account, ()):
             self._subscribe(lead.key, opp_id)
 
-    def _ingest_registry(self, event: Campaign, out: Deltas) -> None:
+    def _ingest_registry(self, event: Campaign, position: int) -> None:
         """The latest registry entry of a campaign decides its partner, retroactively."""
-        campaign = normalise(event.campaign) or ""
-        subject = self.others.setdefault(("campaigns", campaign), Subject(campaign))
-        if not subject.admit(event.event_id, event.ts, out):
+        if not self._other(route(event)).admit(event.event_id, event.ts, position):
             return
-        entry = RegistryEntry(event.ts, event.event_id, normalise(event.partner))
+        campaign = normalise(event.campaign) or ""
+        entry = RegistryEntry(event.ts, event.event_id, partner_id(event.partner))
         held = self.registry.get(campaign)
         if held is not None and (held.ts, held.event_id) > (entry.ts, entry.event_id):
             return
         self.registry[campaign] = entry
         if self.ctx.registry.get(campaign) != entry.partner:
             self.ctx.registry[campaign] = entry.partner
-            self._dirty_leads.update(self._campaign_leads.get(campaign, ()))
+            for lead_id in self._campaign_leads.get(campaign, ()):
+                self.leads[lead_id].cause = event.event_id
+                self._dirty_leads.add(lead_id)
 
     def _add(self, deltas: Deltas) -> None:
         for key, amount in deltas.metrics.items():

@@ -11,13 +11,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 # Identifier and name limits: generous for real CRM ids, small enough that a
 # hostile producer cannot blow up per-lead state or Redis keys.
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+def _blank_is_absent(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# Optional fields from CRM exports are often present but empty: that means absent.
+OptIdent = Annotated[Ident | None, BeforeValidator(_blank_is_absent)]
+OptName = Annotated[Name | None, BeforeValidator(_blank_is_absent)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Count = Annotated[int, Field(ge=0, le=10**15)]
@@ -58,17 +67,17 @@ class Touch(BaseEvent):
     type: Literal["touch"]
     lead_id: Ident
     campaign: Name
-    channel: Name | None = None
+    channel: OptName = None
     action: Name
-    partner: Ident | None = None
-    account_id: Ident | None = None
+    partner: OptIdent = None
+    account_id: OptIdent = None
 
 
 class LeadCreated(BaseEvent):
     type: Literal["lead_created"]
     lead_id: Ident
-    account_id: Ident | None = None
-    source_partner: Ident | None = None
+    account_id: OptIdent = None
+    source_partner: OptIdent = None
 
 
 class Mql(BaseEvent):
@@ -87,8 +96,8 @@ class OpportunityCreated(BaseEvent):
     business: Business
     arr: Money
     currency: Currency = "USD"
-    source_partner: Ident | None = None
-    referral_partner: Ident | None = None
+    source_partner: OptIdent = None
+    referral_partner: OptIdent = None
 
 
 class OpportunityStage(BaseEvent):
@@ -119,7 +128,7 @@ class IntegrationUsed(BaseEvent):
     type: Literal["integration_used"]
     account_id: Ident
     integration: Name
-    partner: Ident | None = None
+    partner: OptIdent = None
 
 
 # --- extension topics --------------------------------------------------------
@@ -147,7 +156,7 @@ class Campaign(BaseEvent):
 
     type: Literal["campaign"]
     campaign: Name
-    partner: Ident | None = None
+    partner: OptIdent = None
     spend: Money = Decimal(0)
     goal: Goal | None = None
 

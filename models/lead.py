@@ -32,7 +32,7 @@ from models.contrib import (
     credit_lines,
 )
 from models.events import LeadCreated, LeadEvent, Mql, Touch
-from models.partners import normalise
+from models.partners import normalise, partner_id
 
 MICRO = 1_000_000
 """A lead conversion is split in millionths, so attributed conversions stay integers."""
@@ -79,10 +79,10 @@ class LeadState(Subject):
     subscribers: dict[str, int] = field(default_factory=dict)
     """Opportunity id → snapshot version last sent to it."""
 
-    def ingest(self, event: LeadEvent, out: Deltas) -> bool:
-        """Add one event; False when it was a duplicate."""
+    def ingest(self, event: LeadEvent, position: int) -> bool:
+        """Add one event; False when it was admitted before."""
         ts = event.ts
-        if not self.admit(event.event_id, ts, out):
+        if not self.admit(event.event_id, ts, position):
             return False
         if isinstance(event, Touch):
             self.touches[event.event_id] = TouchRecord(
@@ -102,7 +102,10 @@ class LeadState(Subject):
             self.created = _earliest(
                 self.created,
                 Milestone(
-                    ts, event.event_id, normalise(event.account_id), normalise(event.source_partner)
+                    ts,
+                    event.event_id,
+                    normalise(event.account_id),
+                    partner_id(event.source_partner),
                 ),
             )
         elif isinstance(event, Mql):
@@ -135,7 +138,11 @@ class LeadState(Subject):
         return self.publish(f"lead:{self.key}", self._contribution(ctx, points, eligible))
 
     def outbox(self) -> list[tuple[str, int, LeadSnapshot]]:
-        """(opportunity id, version, snapshot) for subscribers that lack the current one."""
+        """(opportunity id, version, snapshot) for subscribers that lack the current one.
+
+        The receiving opportunity takes this lead's `cause` as its own: its
+        credit moved because of the lead's event.
+        """
         if self.snapshot is None:
             return []
         due = [opp for opp, sent in self.subscribers.items() if sent < self.version]
@@ -146,7 +153,7 @@ class LeadState(Subject):
     def _contribution(
         self, ctx: Context, points: list[Touchpoint], eligible: list[Touchpoint]
     ) -> Contribution:
-        metrics: dict[MetricKey, int] = {}
+        metrics = self.quality()
         credits = {}
         if self.created is not None:
             count_scopes(

@@ -26,7 +26,6 @@ from models.contrib import (
     Contribution,
     CreditLine,
     Deltas,
-    MetricKey,
     Subject,
     add_scopes,
     count_scopes,
@@ -34,7 +33,7 @@ from models.contrib import (
 )
 from models.events import OpportunityCreated, OpportunityEvent
 from models.lead import LeadSnapshot
-from models.partners import normalise
+from models.partners import normalise, partner_id
 
 
 class Created(NamedTuple):
@@ -67,10 +66,10 @@ class OpportunityState(Subject):
     lost: int | None = None
     leads: dict[str, tuple[int, LeadSnapshot]] = field(default_factory=dict)
 
-    def ingest(self, event: OpportunityEvent, ctx: Context, out: Deltas) -> bool:
-        """Add one event; False when it was a duplicate."""
+    def ingest(self, event: OpportunityEvent, ctx: Context, position: int) -> bool:
+        """Add one event; False when it was admitted before."""
         ts = event.ts
-        if not self.admit(event.event_id, ts, out):
+        if not self.admit(event.event_id, ts, position):
             return False
         if event.arr is not None:
             amount = Amount(ts, event.event_id, event.arr)
@@ -84,8 +83,8 @@ class OpportunityState(Subject):
                 normalise(event.account_id) or "",
                 event.business,
                 event.currency,
-                normalise(event.source_partner),
-                normalise(event.referral_partner),
+                partner_id(event.source_partner),
+                partner_id(event.referral_partner),
             )
             if self.created is None or created[:2] < self.created[:2]:
                 self.created = created
@@ -99,12 +98,16 @@ class OpportunityState(Subject):
             self.lost = _min(self.lost, ts)
         return True
 
-    def receive(self, version: int, snapshot: LeadSnapshot) -> bool:
-        """Store a contact's snapshot unless a newer one is already held."""
+    def receive(self, version: int, snapshot: LeadSnapshot, cause: str) -> bool:
+        """Store a contact's snapshot unless a newer one is already held.
+
+        `cause` is the event behind the snapshot's change; it becomes ours.
+        """
         held = self.leads.get(snapshot.lead_id)
         if held is not None and held[0] >= version:
             return False
         self.leads[snapshot.lead_id] = (version, snapshot)
+        self.cause = cause
         return True
 
     def members(self, ctx: Context) -> list[LeadSnapshot]:
@@ -122,7 +125,7 @@ class OpportunityState(Subject):
     def _contribution(self, ctx: Context) -> Contribution:
         created = self.created
         if created is None:
-            return Contribution({}, {})
+            return Contribution(self.quality(), {})
         members = self.members(ctx)
         pooled = sorted(point for snap in members for point in snap.touchpoints)
         lcs = [snap.lc for snap in members if snap.lc is not None]
@@ -130,7 +133,7 @@ class OpportunityState(Subject):
         cents = ctx.to_cents(self.amount.arr if self.amount else Decimal(0), created.currency)
         credits = self._credits(ctx, pooled, lc, cents)
         prefix = "nb" if created.business == "new_business" else "ex"
-        metrics: dict[MetricKey, int] = {}
+        metrics = self.quality()
         attributed = scope_totals((line.scopes, line.units) for line in credits.values())
         for stage, moment in (("s2", self.qualified), ("cw", self.won)):
             if moment is None:

@@ -12,9 +12,11 @@ from typing import Final
 
 from pydantic import TypeAdapter, ValidationError
 
+from models.config import EngineConfig
 from models.events import Event
 
 DEFAULT_MAX_BYTES: Final = 64 * 1024
+DEFAULT_CURRENCIES: Final = EngineConfig().currencies
 
 _ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
 
@@ -38,9 +40,9 @@ def parse_event(
     raw: bytes,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    currencies: frozenset[str] | None = None,
+    currencies: frozenset[str] = DEFAULT_CURRENCIES,
 ) -> Event | Rejection:
-    """Validate one message.  `currencies`, when given, lists the convertible ones."""
+    """Validate one message; `currencies` lists the ones the engine can convert."""
     if len(raw) > max_bytes:
         return Rejection("oversize", f"{len(raw)} bytes > limit {max_bytes}", raw)
     try:
@@ -50,7 +52,7 @@ def parse_event(
     except Exception as exc:  # the contract is that nothing escapes
         return Rejection("invalid_json", f"{type(exc).__name__}: {exc}"[:300], raw)
     currency = getattr(event, "currency", None)
-    if currencies is not None and currency is not None and currency not in currencies:
+    if currency is not None and currency not in currencies:
         return Rejection("unknown_currency", f"no rate for {currency}", raw, "currency")
     return event
 

@@ -22,6 +22,12 @@ def normalise(name: str | None) -> str | None:
     return cleaned or None
 
 
+def partner_id(name: str | None) -> str | None:
+    """A normalised partner id; `None` for absent, blank or a "no partner" marker."""
+    partner = normalise(name)
+    return None if partner is None or partner in NO_PARTNER else partner
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedName:
     valid: bool
@@ -45,11 +51,8 @@ class NameParser:
                 hit = ParsedName(False, None, None)
             else:
                 groups = match.groupdict()
-                partner = normalise(groups.get("partner"))
                 hit = ParsedName(
-                    True,
-                    None if partner in NO_PARTNER else partner,
-                    normalise(groups.get("channel")),
+                    True, partner_id(groups.get("partner")), normalise(groups.get("channel"))
                 )
             if len(self._cache) < 100_000:
                 self._cache[campaign] = hit
@@ -65,8 +68,6 @@ def resolve(
 ) -> tuple[str | None, str | None]:
     """(partner, channel) of a touch; all arguments already normalised."""
     parsed = parser.parse(campaign)
-    if partner is None:
+    if partner is None:  # an explicit "none" on the touch overrides, absence falls back
         partner = registry.get(campaign) or parsed.partner
-    if partner in NO_PARTNER:
-        partner = None
-    return partner, channel or parsed.channel
+    return partner_id(partner), channel or parsed.channel

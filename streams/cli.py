@@ -17,6 +17,8 @@ from models.engine import Engine
 from models.events import Event
 from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
+from models.synthetic import SyntheticConfig
+from models.synthetic import generate as synthesise
 
 HEADLINE = (
     ("nb.leads.influenced", "NB leads"),
@@ -86,10 +88,10 @@ def recompute(file: Path, as_json: bool, model: str, mapping: str, max_bytes: in
 
 def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
     """Headline New Business / Expansion numbers per partner (cents shown as dollars)."""
-    table = Table(title="Partner-influenced pipeline")
-    table.add_column("scope")
+    table = Table(title="Partner-influenced pipeline (ARR in reporting currency)")
+    table.add_column("scope", no_wrap=True)
     for _, label in HEADLINE:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", no_wrap=True)
     scopes = sorted({s for s, _ in totals if s == "all" or s.startswith("partner:")})
     for scope in scopes:
         cells = []
@@ -97,11 +99,16 @@ def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
             value = render_value(metric, totals.get((scope, metric), 0))
             cells.append(f"{value / 100:,.2f}" if metric.endswith("_arr") else f"{value:,}")
         table.add_row(scope, *cells)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped output: never truncate the numbers
+    console.print(table)
 
 
 @main.command()
-@click.option("--out", "out", type=click.File("w"), default="-", help="Output file (default stdout).")
+@click.option(
+    "--out", "out", type=click.File("w"), default="-", help="Output file (default stdout)."
+)
 @click.option("--seed", default=1, show_default=True)
 @click.option("--leads", default=1000, show_default=True, help="Number of leads.")
 @click.option("--days", default=180, show_default=True, help="Span of event time.")
@@ -109,12 +116,15 @@ def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
 @click.option("--shuffle", default=0.0, show_default=True, help="Fraction out of order (0..1).")
 @click.option("--invalid", default=0.0, show_default=True, help="Fraction of malformed lines.")
 def generate(
-    out: IO[str], seed: int, leads: int, days: int, duplicates: float, shuffle: float, invalid: float
+    out: IO[str],
+    seed: int,
+    leads: int,
+    days: int,
+    duplicates: float,
+    shuffle: float,
+    invalid: float,
 ) -> None:
     """Write a realistic synthetic event stream as .jsonl."""
-    from models.synthetic import SyntheticConfig
-    from models.synthetic import generate as synthesise
-
     items = synthesise(
         SyntheticConfig(
             seed=seed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -24,11 +24,9 @@ from models.lead import MICRO
 from models.output import render
 from models.parse import Rejection, parse_event
 
-EXAMPLES = settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+EXAMPLES = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
 LEADS = ["l1", "l2", "l3", "l4"]
 CAMPAIGNS = [
     "2026Q1_ptnr_slack_webinar_emea_ai",
@@ -92,7 +90,9 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
             stage: dict[str, Any] = {
                 "type": "opportunity_stage",
                 "opportunity_id": opp,
-                "stage": draw(st.sampled_from(["S1", "S2", "S3", "S5", "closed_won", "closed_lost"])),
+                "stage": draw(
+                    st.sampled_from(["S1", "S2", "S3", "S5", "closed_won", "closed_lost"])
+                ),
                 "occurred_at": draw(when),
             }
             if draw(st.booleans()):
@@ -137,7 +137,9 @@ def comparable(engine: Engine) -> dict[str, Any]:
 
 @EXAMPLES
 @given(raw=events(), config=configs)
-def test_credits_sum_to_one_and_cents_to_arr(raw: list[dict[str, Any]], config: EngineConfig) -> None:
+def test_credits_sum_to_one_and_cents_to_arr(
+    raw: list[dict[str, Any]], config: EngineConfig
+) -> None:
     engine = Engine(config)
     engine.run(parsed(raw))
     for opp in engine.opportunities.values():
@@ -170,7 +172,9 @@ def test_any_arrival_order_with_duplicates_gives_sorted_result(
     for item in arrival:
         incremental.apply(item)
     assert comparable(incremental) == comparable(reference)
-    assert incremental.totals.get(("all", "dq.duplicates_ignored"), 0) == len(redelivered) - len(items)
+    assert incremental.totals.get(("all", "dq.duplicates_ignored"), 0) == len(redelivered) - len(
+        items
+    )
 
     batched = Engine(config)
     batched.run(arrival)
@@ -207,3 +211,20 @@ def test_emitted_deltas_sum_to_final_totals(
     }
     assert {k: v for k, v in credit.items() if v} == final_credit
     assert {k: v for k, v in units.items() if v} == {k: v for k, v in final_units.items() if v}
+
+
+@EXAMPLES
+@given(raw=events(), config=configs, data=st.data())
+def test_replay_from_an_earlier_position_changes_nothing(
+    raw: list[dict[str, Any]], config: EngineConfig, data: st.DataObject
+) -> None:
+    """A restarted worker re-reads messages at the positions it saw them: no effect at all."""
+    arrival = list(enumerate(data.draw(st.permutations(parsed(raw)))))
+    once = Engine(config)
+    for position, item in arrival:
+        once.apply(item, position)
+    restart_at = data.draw(st.integers(0, len(arrival)))
+    again = Engine(config)
+    for position, item in arrival + arrival[restart_at:]:
+        again.apply(item, position)
+    assert render(again.totals, again.credits()) == render(once.totals, once.credits())
