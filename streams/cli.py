@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +23,17 @@ from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.synthetic import SyntheticConfig
 from models.synthetic import generate as synthesise
+from streams.runtime import (
+    Endpoints,
+    infrastructure,
+    run_worker,
+    send_file,
+    sink_for,
+    spawn_worker,
+    stop_worker,
+    wait_until_applied,
+)
+from streams.settings import Settings
 
 HEADLINE = (
     ("nb.leads.influenced", "NB leads"),
@@ -138,3 +153,97 @@ def generate(
     for item in items:
         out.write(item if isinstance(item, str) else orjson.dumps(item).decode())
         out.write("\n")
+
+
+@main.command()
+def worker() -> None:
+    """Run a Faust worker (configured by PP_* environment variables)."""
+    with infrastructure(Settings()) as (settings, endpoints):
+        if settings.broker is None:
+            click.echo(f"embedded broker: {endpoints.broker}", err=True)
+        run_worker(settings, endpoints)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def send(file: Path) -> None:
+    """Publish the events of FILE to their topics (PP_BROKER must be set).
+
+    Lines that are not valid events are published too, so the worker
+    dead-letters and counts them exactly as `recompute` does.
+    """
+    settings = Settings()
+    if settings.broker is None:
+        raise click.UsageError("set PP_BROKER to the broker to publish to")
+    endpoints = Endpoints(settings.broker, settings.redis_url or "")
+    counts = asyncio.run(send_file(file, settings, endpoints.bootstrap))
+    for topic, count in sorted(counts.items()):
+        click.echo(f"{topic}: {count}", err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the SPEC §6 JSON document.")
+@model_option
+@click.option("--partitions", default=4, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait.")
+@click.option("--keep", is_flag=True, help="Keep the run's Redis keys.")
+def replay(
+    file: Path, as_json: bool, model: str, partitions: int, workers: int, timeout: float, keep: bool
+) -> None:
+    """Run FILE through broker → workers → Redis and print what Redis holds.
+
+    Each run uses its own topics, consumer group and Redis key prefix, so it
+    never mixes with other data.
+    """
+    base = Settings()
+    run = uuid.uuid4().hex[:10]
+    settings = base.model_copy(
+        update={
+            "app_id": f"pp-replay-{run}",
+            "topic_prefix": f"{base.topic_prefix}replay-{run}.",
+            "key_prefix": f"{base.key_prefix}replay:{run}:",
+            "partitions": partitions,
+            "model": model,
+        }
+    )
+    with infrastructure(settings) as (settings, endpoints), tempfile.TemporaryDirectory() as logs:
+        asyncio.run(send_file(file, settings, endpoints.bootstrap))
+        processes = [
+            spawn_worker(settings, endpoints, Path(logs) / f"worker-{i}.log")
+            for i in range(workers)
+        ]
+        try:
+            totals, credits = asyncio.run(_drain(settings, endpoints, timeout, keep))
+        except TimeoutError:
+            for log_file in sorted(Path(logs).iterdir()):
+                click.echo(log_file.read_text()[-3000:], err=True)
+            raise
+        finally:
+            for process in processes:
+                stop_worker(process)
+    if as_json:
+        sys.stdout.buffer.write(
+            orjson.dumps(render(totals, credits), option=orjson.OPT_INDENT_2) + b"\n"
+        )
+    else:
+        print_partner_table(totals)
+
+
+async def _drain(
+    settings: Settings, endpoints: Endpoints, timeout: float, keep: bool
+) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, Fraction]]]:
+    sink = sink_for(settings, endpoints.redis_url)
+    try:
+        await wait_until_applied(settings, endpoints, sink, timeout)
+        totals, credits = await sink.read_metrics(), await sink.read_credits()
+        if not keep:
+            await sink.delete_all()
+        return totals, credits
+    finally:
+        await sink.close()
+
+
+if __name__ == "__main__":
+    main()

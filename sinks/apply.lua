@@ -1,0 +1,145 @@
+-- PartnerPulse: apply one batch to Redis, effectively once (see docs/guarantees.md).
+--
+-- The batch carries each subject's *absolute* current contribution.  For every
+-- subject the script diffs it against what Redis itself holds from the
+-- subject's previous publication and applies only the difference, so sending
+-- the same contribution again changes nothing.
+--
+-- ARGV[1]  key prefix, e.g. "pp:"
+-- ARGV[2]  batch JSON:
+--   {"s": [[subject, metrics, [[touch id, credit line JSON], ...]], ...],
+--    "d": [[source "topic|partition|offset", reason], ...],
+--    "o": [["topic|partition", offset], ...]}
+--   subject and scopes arrive percent-encoded (sinks/keys.py); `metrics` is the
+--   JSON text [[scope, metric, value], ...] stored as is ("" = no metrics).
+-- ARGV[3]  approximate MAXLEN of the changes stream
+--
+-- Returns {metric changes {scope, metric, new value, delta},
+--          credit changes {subject, touch id, old line or false, new line or false},
+--          number of dead letters counted, changes stream entry id or false}.
+--
+-- Phase 1 only reads and computes: anything that can fail on bad input fails
+-- there.  Phase 2 writes.  Redis does not roll back a script that fails half-way.
+
+local prefix, batch, maxlen = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
+
+-- "<scope> <metric>" -> summed delta, in first-seen order (a scope has no space)
+local order, net = {}, {}
+local function bump(field, delta)
+  if delta == 0 then return end
+  if net[field] == nil then
+    net[field] = 0
+    order[#order + 1] = field
+  end
+  net[field] = net[field] + delta
+end
+
+local function decode_metrics(json)
+  if not json or json == '' then return {}, {} end
+  local list, map = cjson.decode(json), {}
+  for _, m in ipairs(list) do map[m[1] .. ' ' .. m[2]] = m[3] end
+  return list, map
+end
+
+local function unescape(s)
+  return (s:gsub('%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function int(x) return string.format('%d', x) end
+
+-- Phase 1: read, diff ---------------------------------------------------------
+
+local writes, credit_changes = {}, {}
+for _, s in ipairs(batch.s) do
+  local subject, metrics_json, lines = s[1], s[2], s[3]
+  local contrib_key = prefix .. 'contrib:' .. subject
+  local credit_key = prefix .. 'credit:' .. subject
+
+  local old_json = redis.call('GET', contrib_key)
+  local old_list, old_map = decode_metrics(old_json)
+  local new_list, new_map = decode_metrics(metrics_json)
+  for _, m in ipairs(new_list) do
+    local field = m[1] .. ' ' .. m[2]
+    bump(field, m[3] - (old_map[field] or 0))
+  end
+  for _, m in ipairs(old_list) do
+    local field = m[1] .. ' ' .. m[2]
+    if new_map[field] == nil then bump(field, -m[3]) end
+  end
+  if (old_json or '') ~= metrics_json then
+    writes[#writes + 1] = {'contrib', contrib_key, metrics_json}
+  end
+
+  local old_lines, flat = {}, redis.call('HGETALL', credit_key)
+  for i = 1, #flat, 2 do old_lines[flat[i]] = flat[i + 1] end
+  local kept = {}
+  for _, line in ipairs(lines) do
+    local touch, json = line[1], line[2]
+    kept[touch] = true
+    if old_lines[touch] ~= json then
+      writes[#writes + 1] = {'HSET', credit_key, touch, json}
+      credit_changes[#credit_changes + 1] = {subject, touch, old_lines[touch] or false, json}
+    end
+  end
+  for i = 1, #flat, 2 do
+    local touch = flat[i]
+    if not kept[touch] then
+      writes[#writes + 1] = {'HDEL', credit_key, touch}
+      credit_changes[#credit_changes + 1] = {subject, touch, flat[i + 1], false}
+    end
+  end
+end
+
+local dlq_key, counted, seen = prefix .. 'dlq:seen', 0, {}
+for _, d in ipairs(batch.d) do
+  local source, reason = d[1], d[2]
+  if not seen[source] and redis.call('HEXISTS', dlq_key, source) == 0 then
+    seen[source] = true
+    counted = counted + 1
+    writes[#writes + 1] = {'HSET', dlq_key, source, reason}
+    bump('all dq.dead_letters', 1)
+    bump('all dq.dead_letters.' .. reason, 1)
+  end
+end
+
+local offsets_key = prefix .. 'offsets'
+for _, o in ipairs(batch.o) do
+  local current = tonumber(redis.call('HGET', offsets_key, o[1]))
+  if current == nil or o[2] > current then
+    writes[#writes + 1] = {'HSET', offsets_key, o[1], int(o[2])}
+  end
+end
+
+-- Phase 2: write --------------------------------------------------------------
+
+for _, w in ipairs(writes) do
+  if w[1] == 'contrib' then
+    if w[3] == '' then redis.call('DEL', w[2]) else redis.call('SET', w[2], w[3]) end
+  else
+    redis.call(unpack(w))
+  end
+end
+
+local changes, items = {}, {}
+for _, field in ipairs(order) do
+  local delta = net[field]
+  if delta ~= 0 then
+    local space = string.find(field, ' ', 1, true)
+    local scope, metric = field:sub(1, space - 1), field:sub(space + 1)
+    local key = prefix .. 'm:' .. scope
+    local value = redis.call('HINCRBY', key, metric, int(delta))
+    if value == 0 then redis.call('HDEL', key, metric) end
+    changes[#changes + 1] = {scope, metric, value, delta}
+    items[#items + 1] = string.format('{"scope":%s,"metric":%s,"value":%s,"delta":%s}',
+      cjson.encode(unescape(scope)), cjson.encode(metric), int(value), int(delta))
+  end
+end
+
+local entry = false
+if #items > 0 then
+  local payload = '[' .. table.concat(items, ',') .. ']'
+  entry = redis.call('XADD', prefix .. 'changes', 'MAXLEN', '~', maxlen, '*', 'changes', payload)
+  redis.call('PUBLISH', prefix .. 'changes', payload)
+end
+
+return {changes, credit_changes, counted, entry}

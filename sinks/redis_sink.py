@@ -1,0 +1,412 @@
+"""The Redis sink of the streaming path: effectively once by construction.
+
+The engine hands over, per settled subject, its *absolute* current
+`Contribution`.  `RedisSink.apply` sends one Lua script call (`apply.lua`) per
+batch; the script diffs each contribution against the one Redis holds from the
+subject's previous publication and applies only the difference.  Re-sending a
+contribution is therefore a no-op, so a crash and replay at any point neither
+loses nor double-counts, and retrying a call whose outcome is unknown is
+always safe.  See docs/guarantees.md.
+
+All keys of a batch are touched by one script, so this does not work on Redis
+Cluster (it would need every key in one hash slot); a single Redis, or a
+primary with replicas / Sentinel, is supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import partial
+from importlib import resources
+from typing import Any, Final, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from models.contrib import Contribution, CreditDelta, CreditLine, MetricKey
+from sinks.keys import DEFAULT_PREFIX, Keys, escape_named, unescape_named
+
+__all__ = [
+    "DeadLetter",
+    "MetricUpdate",
+    "RedisSink",
+    "SinkResult",
+    "SinkUnavailableError",
+    "redact_url",
+]
+
+log = logging.getLogger(__name__)
+
+LUA_SOURCE: Final = resources.files("sinks").joinpath("apply.lua").read_text(encoding="utf-8")
+
+MAX_EXACT: Final = 2**53
+"""Lua numbers are doubles: every value and delta must stay below this in magnitude."""
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message, identified by where it was read from."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+    @property
+    def source(self) -> str:
+        """``topic|partition|offset``: the dead letter's identity (counted once)."""
+        return f"{self.topic}|{self.partition}|{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricUpdate:
+    """A changed running total (`partnerpulse.metrics`)."""
+
+    scope: str
+    metric: str
+    value: int
+    delta: int
+
+
+@dataclass(slots=True)
+class SinkResult:
+    """What one `apply` changed in Redis (empty when it was a replay)."""
+
+    metrics: list[MetricUpdate] = field(default_factory=list)
+    credits: list[CreditDelta] = field(default_factory=list)
+    dead_letters: int = 0
+    """Dead letters counted now (not seen before)."""
+    stream_ids: list[str] = field(default_factory=list)
+    """Entries added to the changes stream (one per script call that changed a metric)."""
+    calls: int = 0
+
+
+class SinkUnavailableError(Exception):
+    """Redis did not answer within `max_wait` (the last error is the `__cause__`)."""
+
+
+def redact_url(url: str) -> str:
+    """`url` without user name and password, safe to log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Errors after which the script has certainly or possibly not run, and may run again.
+
+    Connection loss and timeouts (the call may or may not have been applied:
+    re-applying is a no-op), a server still loading its data, a replica
+    refusing writes during a failover, OOM (refused before the first write),
+    and BUSY (another script is running).  Bad credentials or permissions are
+    not retried: they do not heal by waiting.
+    """
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
+        return False
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, rexc.ReadOnlyError | rexc.OutOfMemoryError):
+        return True
+    return isinstance(exc, rexc.ResponseError) and str(exc).startswith("BUSY")
+
+
+class RedisSink:
+    """Applies absolute per-subject contributions to Redis, effectively once.
+
+    `max_wait` bounds how long one call keeps retrying while Redis is
+    unavailable (None: forever, which is the back-pressure of the streaming
+    path: the calling agent does not proceed until Redis answers).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_wait: float | None = None,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        stream_maxlen: int = 10_000,
+        max_subjects_per_call: int = 1_000,
+        target: str = "redis",
+    ) -> None:
+        if max_subjects_per_call < 1:
+            raise ValueError("max_subjects_per_call must be >= 1")
+        self.client = client
+        self.keys = Keys(prefix)
+        self.max_wait = max_wait
+        self.backoff = backoff
+        self.stream_maxlen = stream_maxlen
+        self.max_subjects_per_call = max_subjects_per_call
+        self.target = target
+        self._script = client.register_script(LUA_SOURCE)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        password: str | None = None,
+        ssl: bool | None = None,
+        *,
+        socket_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        **options: Any,
+    ) -> Self:
+        """A sink on `url` (``redis://`` or ``rediss://``); reads no environment.
+
+        `password` is used when the URL carries none.  `ssl`: None follows the
+        scheme, True forces TLS (``redis://`` becomes ``rediss://``), False
+        refuses a ``rediss://`` URL.  `options` go to `RedisSink`.
+        """
+        scheme = urlsplit(url).scheme
+        if ssl is True and scheme == "redis":
+            url = "rediss" + url[len("redis") :]
+        elif ssl is False and scheme == "rediss":
+            raise ValueError("ssl=False but the URL asks for TLS (rediss://)")
+        kwargs: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            # Retrying is ours (with back-off and max_wait), not the client's.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if password is not None:
+            kwargs["password"] = password
+        client = Redis.from_url(url, **kwargs)
+        return cls(client, target=redact_url(url), **options)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- writing ------------------------------------------------------------
+
+    async def apply(
+        self,
+        contributions: Mapping[str, Contribution],
+        dead_letters: Sequence[DeadLetter],
+        offsets: Mapping[tuple[str, int], int],
+        *,
+        causes: Mapping[str, str] | None = None,
+    ) -> SinkResult:
+        """Publish the absolute contributions of `contributions`' subjects.
+
+        `dead_letters` are counted once per source offset; `offsets` (topic,
+        partition) -> offset raise ``pp:offsets`` to at least that value, in
+        the last script call of the batch, after every contribution.
+        `causes` (subject -> event id) only labels the returned credit deltas.
+
+        One script call per `max_subjects_per_call` subjects (one for any
+        ordinary batch); each call is atomic and idempotent, so a crash
+        between calls is repaired by re-sending the batch.
+        """
+        subjects = sorted(contributions)
+        encoded = [_encode_subject(s, contributions[s]) for s in subjects]
+        names = {escape_named(s): s for s in subjects}
+        dlq = [[d.source, d.reason] for d in dead_letters]
+        offs = [
+            [f"{topic}|{partition}", _exact(off)] for (topic, partition), off in offsets.items()
+        ]
+        step = self.max_subjects_per_call
+        chunks = [encoded[i : i + step] for i in range(0, len(encoded), step)] or [[]]
+        result = SinkResult()
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            batch = {"s": chunk, "d": dlq if last else [], "o": offs if last else []}
+            payload = orjson.dumps(batch)
+            reply = await self._retrying(partial(self._call, payload))
+            _collect(result, reply, names, causes or {})
+        return result
+
+    async def _call(self, payload: bytes) -> Any:
+        return await self._script(args=[self.keys.prefix, payload, self.stream_maxlen])
+
+    async def _retrying(self, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """`fn()` until it succeeds, with capped exponential back-off."""
+        first, cap = self.backoff
+        delay, start, attempt = first, time.monotonic(), 0
+        while True:
+            attempt += 1
+            try:
+                return await fn()
+            except Exception as exc:
+                if not _retryable(exc):
+                    raise
+                waited = time.monotonic() - start
+                if self.max_wait is not None and waited >= self.max_wait:
+                    raise SinkUnavailableError(
+                        f"{self.target} unavailable after {attempt} attempts in {waited:.1f} s"
+                    ) from exc
+                pause = delay if self.max_wait is None else min(delay, self.max_wait - waited)
+                log.warning(
+                    "%s unavailable (%s: %s), attempt %d; retrying in %.1f s",
+                    self.target,
+                    type(exc).__name__,
+                    exc,
+                    attempt,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, cap)
+
+    # --- reading back -------------------------------------------------------
+
+    async def read_metrics(self) -> dict[MetricKey, int]:
+        """Every running total: (scope, metric) -> value."""
+        hashes = await self._retrying(lambda: self._read_hashes(self.keys.metrics_pattern()))
+        return {
+            (self.keys.scope_of(key), metric): int(value)
+            for key, fields in hashes.items()
+            for metric, value in fields.items()
+        }
+
+    async def read_credits(self) -> dict[str, dict[str, Fraction]]:
+        """Subject -> touch id -> credit, for every subject with credit."""
+        hashes = await self._retrying(lambda: self._read_hashes(self.keys.credit_pattern()))
+        return {
+            self.keys.subject_of(key): {
+                touch: _fraction(orjson.loads(line)["credit"]) for touch, line in fields.items()
+            }
+            for key, fields in hashes.items()
+            if fields
+        }
+
+    async def read_credit_lines(self, subject: str) -> dict[str, CreditLine]:
+        """One subject's credit breakdown, as published."""
+        raw = await self._retrying(lambda: self.client.hgetall(self.keys.credit(subject)))
+        return {_text(t): _parse_line(_text(line)) for t, line in raw.items()}
+
+    async def read_offsets(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> highest applied offset, for "wait until applied"."""
+        raw = await self._retrying(lambda: self.client.hgetall(self.keys.offsets))
+        out: dict[tuple[str, int], int] = {}
+        for name, value in raw.items():
+            topic, _, partition = _text(name).rpartition("|")
+            out[(topic, int(partition))] = int(value)
+        return out
+
+    async def delete_all(self) -> int:
+        """Remove every key under this sink's prefix (a finished replay run's)."""
+        keys = [k async for k in self.client.scan_iter(match=self.keys.all_pattern(), count=1000)]
+        for i in range(0, len(keys), 500):
+            await self.client.unlink(*keys[i : i + 500])
+        return len(keys)
+
+    async def _read_hashes(self, pattern: str) -> dict[str, dict[str, str]]:
+        keys = [_text(k) async for k in self.client.scan_iter(match=pattern, count=1000)]
+        out: dict[str, dict[str, str]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in chunk:
+                    pipe.hgetall(key)
+                replies = await pipe.execute()
+            for key, raw in zip(chunk, replies, strict=True):
+                out[key] = {_text(f): _text(v) for f, v in raw.items()}
+        return out
+
+
+# --- encoding -----------------------------------------------------------------
+
+
+def _exact(value: int) -> int:
+    if not -MAX_EXACT < value < MAX_EXACT:
+        raise ValueError(f"{value} is too large for the Redis sink (|value| < 2**53)")
+    return value
+
+
+def _encode_subject(subject: str, contribution: Contribution) -> list[Any]:
+    """[subject key part, metrics JSON text, [[touch id, line JSON text], ...]]."""
+    metrics = sorted(
+        (escape_named(scope), metric, _exact(value))
+        for (scope, metric), value in contribution.metrics.items()
+        if value
+    )
+    lines = [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
+    return [escape_named(subject), orjson.dumps(metrics).decode() if metrics else "", lines]
+
+
+def _line_json(line: CreditLine) -> str:
+    credit = line.credit
+    return orjson.dumps(
+        {
+            "credit": f"{credit.numerator}/{credit.denominator}",
+            "units": _exact(line.units),
+            "positions": list(line.positions),
+            "scopes": list(line.scopes),
+            "ts": line.ts,
+        }
+    ).decode()
+
+
+def _fraction(text: str) -> Fraction:
+    num, _, den = text.partition("/")
+    return Fraction(int(num), int(den or "1"))
+
+
+def _parse_line(text: str) -> CreditLine:
+    raw = orjson.loads(text)
+    return CreditLine(
+        _fraction(raw["credit"]),
+        int(raw["units"]),
+        tuple(raw["scopes"]),
+        tuple(raw["positions"]),
+        int(raw["ts"]),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _collect(
+    result: SinkResult, reply: Any, names: Mapping[str, str], causes: Mapping[str, str]
+) -> None:
+    """Fold one script reply into `result`; credit deltas are computed here, exactly."""
+    changes, credit_changes, counted, entry = reply
+    result.calls += 1
+    result.dead_letters += int(counted)
+    if entry:
+        result.stream_ids.append(_text(entry))
+    for scope, metric, value, delta in changes:
+        result.metrics.append(
+            MetricUpdate(unescape_named(_text(scope)), _text(metric), int(value), int(delta))
+        )
+    for esc_subject, touch_id, old, new in credit_changes:
+        subject = names.get(_text(esc_subject)) or unescape_named(_text(esc_subject))
+        touch = _text(touch_id)
+        cause = causes.get(subject, "")
+        before = _parse_line(_text(old)) if old is not None else None
+        after = _parse_line(_text(new)) if new is not None else None
+        if before is not None and after is not None and before.scopes == after.scopes:
+            credit, units = after.credit - before.credit, after.units - before.units
+            if credit or units:
+                result.credits.append(
+                    CreditDelta(subject, touch, after.scopes, credit, units, cause)
+                )
+            continue
+        if before is not None:
+            result.credits.append(
+                CreditDelta(subject, touch, before.scopes, -before.credit, -before.units, cause)
+            )
+        if after is not None:
+            result.credits.append(
+                CreditDelta(subject, touch, after.scopes, after.credit, after.units, cause)
+            )

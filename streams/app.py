@@ -1,0 +1,459 @@
+"""The Faust app: the engine's subjects, partitioned, wired through Kafka.
+
+Three agents, each owning one kind of subject for its partitions (state in
+changelog-backed tables, `concurrency=1`, batches from `take_events`):
+
+- `leads` (topics `leads` + internal `pp-lead-commands`, key lead id): lead
+  state; on every batch it sends each touched lead's current snapshot to the
+  opportunities that subscribed to it (topic `pp-lead-snapshots`, key
+  opportunity id).
+- `opportunities` (topics `opportunities` + `pp-lead-snapshots`, key
+  opportunity id): opportunity state; asks each contact lead it holds no
+  snapshot of to subscribe it (`pp-lead-commands`, key lead id).
+- `others` (integration, account, campaign, partner topics): their subjects;
+  a campaign registry entry is kept in a global table and broadcast to every
+  partition of `pp-lead-commands`, so each lead partition re-settles its
+  leads of that campaign.
+
+Every batch: ingest → settle → write tables → produce and flush internal
+messages and dead letters → one sink call with the touched subjects'
+*absolute* contributions and the batch's offsets.  Offsets are committed by
+Faust only after that, and every step is idempotent under redelivery
+(docs/guarantees.md), so a crash anywhere neither loses nor double-counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, cast
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+from faust.streams import Stream
+from faust.types import EventT, StreamT, TableT, TopicT
+
+from models.context import Context
+from models.contrib import Contribution, Subject
+from models.engine import RegistryEntry
+from models.events import (
+    INPUT_TOPICS,
+    AccountSnapshot,
+    Campaign,
+    CampaignStats,
+    Event,
+    IntegrationEvent,
+    LeadCreated,
+    Mql,
+    OpportunityCreated,
+    OpportunityStage,
+    PartnerFeedback,
+    ReferralOutcome,
+    ReferralSent,
+    Touch,
+    route,
+)
+from models.lead import LeadState
+from models.opportunity import OpportunityState
+from models.parse import Rejection, parse_event
+from models.partners import normalise, partner_id
+from sinks.redis_sink import DeadLetter, RedisSink
+from streams import codec
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEAD_COMMANDS = "pp-lead-commands"
+LEAD_SNAPSHOTS = "pp-lead-snapshots"
+DLQ = "partnerpulse.dlq"
+LEAD_TOPICS = ("leads",)
+OPPORTUNITY_TOPICS = ("opportunities",)
+OTHER_TOPICS = ("integration-installs", "accounts", "campaigns", "partners")
+INTERNAL_TOPICS = (LEAD_COMMANDS, LEAD_SNAPSHOTS)
+TOPICS = (*INPUT_TOPICS, *INTERNAL_TOPICS, DLQ)
+"""Every topic the pipeline reads or writes (before `PP_TOPIC_PREFIX`)."""
+POSITION_BITS = 40
+OtherEvent = (
+    IntegrationEvent
+    | AccountSnapshot
+    | Campaign
+    | CampaignStats
+    | PartnerFeedback
+    | ReferralSent
+    | ReferralOutcome
+)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka)."""
+    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
+
+
+class Message(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+
+    @property
+    def position(self) -> int:
+        """A delivery position unique across the partitions of one topic."""
+        return (self.partition << POSITION_BITS) | self.offset
+
+
+@dataclass
+class Batch:
+    """What one `take_events` batch produces, gathered before anything is written."""
+
+    contributions: dict[str, Contribution] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    dead_raw: list[tuple[bytes, dict[str, bytes]]] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    sends: list[tuple[str, str | None, int | None, bytes]] = field(default_factory=list)
+    causes: dict[str, str] = field(default_factory=dict)
+
+    def each(self, events: Sequence[EventT[bytes]], handle: Callable[[Message], None]) -> None:
+        """Run `handle` on every message; one that fails is dead-lettered, not fatal."""
+        for event in events:
+            record = event.message
+            value = record.value if isinstance(record.value, bytes) else b""
+            message = Message(record.topic, record.partition, record.offset, value)
+            tp = (message.topic, message.partition)
+            self.offsets[tp] = max(self.offsets.get(tp, -1), message.offset)
+            try:
+                handle(message)
+            except Exception:
+                log.exception("processing %s|%s|%s failed", *tp, message.offset)
+                self.reject(message, "internal_error")
+
+    def reject(self, message: Message, reason: str) -> None:
+        self.dead.append(DeadLetter(message.topic, message.partition, message.offset, reason))
+        headers = {
+            "reason": reason.encode(),
+            "source_topic": message.topic.encode(),
+            "source_partition": str(message.partition).encode(),
+            "source_offset": str(message.offset).encode(),
+        }
+        self.dead_raw.append((message.raw, headers))
+
+
+class Pipeline:
+    """One worker's Faust app, its tables and agents, and the Redis sink."""
+
+    def __init__(self, settings: Settings, broker: str, sink: RedisSink) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.ctx = Context(settings.engine)
+        self.app = faust.App(
+            settings.app_id,
+            broker=broker,
+            store=settings.store,
+            datadir=settings.data_dir or "partnerpulse-data",
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
+            web_enabled=False,
+            producer_max_batch_size=settings.producer_batch_bytes,
+            broker_credentials=settings.broker_credentials(),
+        )
+        n = settings.partitions
+
+        def topic(*names: str) -> TopicT:
+            return self.app.topic(
+                *(settings.topic(name) for name in names),
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=n,
+            )
+
+        def table(name: str) -> TableT[bytes, bytes]:
+            # Raw byte keys hash exactly like the messages' keys, so with
+            # `use_partitioner` a key's changelog partition is its source
+            # partition, whatever event happens to be current in a batch.
+            return self.app.Table(
+                name,
+                default=None,
+                key_type=bytes,
+                value_type=bytes,
+                partitions=n,
+                use_partitioner=True,
+            )
+
+        self.lead_commands = topic(LEAD_COMMANDS)
+        self.lead_snapshots = topic(LEAD_SNAPSHOTS)
+        self.dlq = topic(DLQ)
+        self.lead_table = table("lead-state")
+        self.opportunity_table = table("opportunity-state")
+        self.other_table = table("other-state")
+        self.registry_table = self.app.GlobalTable(
+            "campaign-registry",
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            use_partitioner=True,
+        )
+        self._campaign_leads: dict[str, set[str]] | None = None
+        self._registry: dict[str, RegistryEntry] = {}
+        self._topic_kind = {settings.topic(name): name for name in INPUT_TOPICS}
+
+        for name, channel, handle in (
+            ("leads", topic(*LEAD_TOPICS, LEAD_COMMANDS), self._lead_batch),
+            ("opportunities", topic(*OPPORTUNITY_TOPICS, LEAD_SNAPSHOTS), self._opportunity_batch),
+            ("others", topic(*OTHER_TOPICS), self._other_batch),
+        ):
+            self.app.agent(channel, name=name, concurrency=1)(self._batches(handle))
+
+    # --- agents ------------------------------------------------------------
+
+    def _batches(
+        self, handle: Callable[[Sequence[EventT[bytes]]], Awaitable[None]]
+    ) -> Callable[[StreamT[Any]], AsyncIterator[None]]:
+        """An agent body: `handle` one `take_events` batch at a time.
+
+        Faust acks a batch's events only when the next batch is requested,
+        i.e. after `handle` (and its sink call) returned.  A failure of the
+        batch as a whole (not of one event: those are dead-lettered) must not
+        ack it, which an exception in an agent would: the worker crashes
+        instead, and its replacement processes the batch again.
+        """
+
+        async def agent(stream: StreamT[Any]) -> AsyncIterator[None]:
+            batches = cast(Stream[bytes], stream).take_events(
+                self.settings.batch_size, within=self.settings.batch_within
+            )
+            async for events in batches:
+                try:
+                    await handle(events)
+                except Exception as exc:
+                    log.critical("batch failed, stopping the worker unacked: %r", exc)
+                    os._exit(70)  # no ack, no commit: the batch is reprocessed
+                yield None
+
+        return agent
+
+    # --- leads -------------------------------------------------------------
+
+    async def _lead_batch(self, events: Sequence[EventT[bytes]]) -> None:
+        batch = Batch()
+        touched: dict[str, LeadState] = {}
+        self._refresh_registry()
+
+        def lead(lead_id: str) -> LeadState:
+            state = touched.get(lead_id)
+            if state is None:
+                raw = self.lead_table.get(lead_id.encode())
+                state = codec.load_lead(raw) if raw is not None else LeadState(lead_id)
+                touched[lead_id] = state
+            return state
+
+        def one(message: Message) -> None:
+            if self._topic_kind.get(message.topic) == "leads":
+                item = self._input(message, batch, Touch | LeadCreated | Mql)
+                if isinstance(item, Touch | LeadCreated | Mql):
+                    state = lead(item.lead_id)
+                    if state.ingest(item, message.position) and isinstance(item, Touch):
+                        self._index(normalise(item.campaign) or "", item.lead_id)
+                return
+            command = orjson.loads(message.raw)
+            if command["op"] == "subscribe":
+                lead(command["lead"]).subscribe(command["opportunity"])
+            elif command["op"] == "registry" and self._apply_registry(command):
+                for lead_id in self._leads_of(command["campaign"], message.partition):
+                    lead(lead_id).cause = command["event_id"]
+
+        batch.each(events, one)
+
+        for lead_id, state in touched.items():
+            state.settle(self.ctx)
+            batch.contributions[f"lead:{lead_id}"] = state.contribution
+            # Resend to every subscriber, not only the ones `outbox` says lack
+            # the version: a snapshot lost in a crash is repaired by the replay.
+            state.outbox()
+            snapshot = state.snapshot
+            assert snapshot is not None
+            payload = {
+                "version": state.version,
+                "cause": state.cause,
+                "snapshot": codec.dump_snapshot(snapshot),
+            }
+            for opp_id in state.subscribers:
+                message = orjson.dumps({**payload, "opportunity": opp_id}, default=list)
+                batch.sends.append((LEAD_SNAPSHOTS, opp_id, None, message))
+            self.lead_table[lead_id.encode()] = codec.dump_lead(state)
+            batch.causes[f"lead:{lead_id}"] = state.cause
+        await self._finish(batch)
+
+    def _index(self, campaign: str, lead_id: str) -> None:
+        if self._campaign_leads is not None:
+            self._campaign_leads.setdefault(campaign, set()).add(lead_id)
+
+    def _leads_of(self, campaign: str, partition: int) -> list[str]:
+        """This worker's leads of `partition` that touched `campaign`.
+
+        Built on first use by one scan of the local table, then kept up to
+        date as touches arrive; registry changes are rare.
+        """
+        if self._campaign_leads is None:
+            index: dict[str, set[str]] = {}
+            for key, raw in self.lead_table.items():
+                for record in codec.load_lead(raw).touches.values():
+                    index.setdefault(record.campaign, set()).add(key.decode())
+            self._campaign_leads = index
+        n = self.settings.partitions
+        return sorted(
+            lead_id
+            for lead_id in self._campaign_leads.get(campaign, ())
+            if partition_of(lead_id, n) == partition
+        )
+
+    # --- registry ----------------------------------------------------------
+
+    def _refresh_registry(self) -> None:
+        """Take in registry entries that reached this worker through the global table."""
+        for campaign, raw in self.registry_table.items():
+            self._apply_registry({"campaign": campaign.decode(), **orjson.loads(raw)})
+
+    def _apply_registry(self, entry: dict[str, Any]) -> bool:
+        """Keep the latest entry by event time; True if `entry` is the one in force.
+
+        Not "if it changed anything": the global table may have delivered the
+        entry before its command, and the command is what re-settles leads.
+        """
+        campaign = entry["campaign"]
+        held = self._registry.get(campaign)
+        new = RegistryEntry(entry["ts"], entry["event_id"], entry["partner"])
+        if held is not None and (held.ts, held.event_id) > (new.ts, new.event_id):
+            return False
+        self._registry[campaign] = new
+        self.ctx.registry[campaign] = new.partner
+        return True
+
+    # --- opportunities -----------------------------------------------------
+
+    async def _opportunity_batch(self, events: Sequence[EventT[bytes]]) -> None:
+        batch = Batch()
+        touched: dict[str, OpportunityState] = {}
+
+        def opportunity(opp_id: str) -> OpportunityState:
+            state = touched.get(opp_id)
+            if state is None:
+                raw = self.opportunity_table.get(opp_id.encode())
+                state = codec.load_opportunity(raw) if raw is not None else OpportunityState(opp_id)
+                touched[opp_id] = state
+            return state
+
+        def one(message: Message) -> None:
+            if self._topic_kind.get(message.topic) == "opportunities":
+                item = self._input(message, batch, OpportunityCreated | OpportunityStage)
+                if isinstance(item, OpportunityCreated | OpportunityStage):
+                    opportunity(item.opportunity_id).ingest(item, self.ctx, message.position)
+                return
+            update = orjson.loads(message.raw)
+            opportunity(update["opportunity"]).receive(
+                update["version"], codec.load_snapshot(update["snapshot"]), update["cause"]
+            )
+
+        batch.each(events, one)
+
+        for opp_id, state in touched.items():
+            state.settle(self.ctx)
+            batch.contributions[f"opportunity:{opp_id}"] = state.contribution
+            batch.causes[f"opportunity:{opp_id}"] = state.cause
+            for lead_id in sorted(state.contacts - state.leads.keys()):
+                command = orjson.dumps({"op": "subscribe", "lead": lead_id, "opportunity": opp_id})
+                batch.sends.append((LEAD_COMMANDS, lead_id, None, command))
+            self.opportunity_table[opp_id.encode()] = codec.dump_opportunity(state)
+        await self._finish(batch)
+
+    # --- integration, account, campaign and partner topics -----------------
+
+    async def _other_batch(self, events: Sequence[EventT[bytes]]) -> None:
+        batch = Batch()
+        touched: dict[str, dict[str, Subject]] = {}
+
+        def one(message: Message) -> None:
+            item = self._input(message, batch, OtherEvent)
+            if item is None:
+                return
+            kind, key = route(item)
+            subjects = touched.get(key)
+            if subjects is None:
+                stored = self.other_table.get(key.encode())
+                subjects = touched[key] = (
+                    {k: codec.load_subject(v.encode()) for k, v in orjson.loads(stored).items()}
+                    if stored is not None
+                    else {}
+                )
+            subject = subjects.setdefault(kind, Subject(key))
+            if subject.admit(item.event_id, item.ts, message.position) and isinstance(
+                item, Campaign
+            ):
+                self._broadcast_registry(item, batch)
+
+        batch.each(events, one)
+
+        for key, subjects in touched.items():
+            for kind, subject in subjects.items():
+                batch.contributions[f"{kind}:{key}"] = Contribution(subject.quality(), {})
+            self.other_table[key.encode()] = orjson.dumps(
+                {kind: codec.dump_subject(s).decode() for kind, s in subjects.items()}
+            )
+        await self._finish(batch)
+
+    def _broadcast_registry(self, item: Campaign, batch: Batch) -> None:
+        """Record the entry globally and tell every lead partition about it."""
+        campaign = normalise(item.campaign) or ""
+        entry = {"ts": item.ts, "event_id": item.event_id, "partner": partner_id(item.partner)}
+        held = self.registry_table.get(campaign.encode())
+        if held is None or _newer(entry, orjson.loads(held)):
+            self.registry_table[campaign.encode()] = orjson.dumps(entry)
+        command = orjson.dumps({"op": "registry", "campaign": campaign, **entry})
+        for partition in range(self.settings.partitions):
+            batch.sends.append((LEAD_COMMANDS, None, partition, command))
+
+    # --- shared ------------------------------------------------------------
+
+    def _input(self, message: Message, batch: Batch, expected: Any) -> Event | None:
+        """The message's event if valid and of a type its topic carries; else None,
+        after dead-lettering it."""
+        item = parse_event(
+            message.raw,
+            max_bytes=self.settings.max_message_bytes,
+            currencies=self.ctx.config.currencies,
+        )
+        if isinstance(item, Rejection):
+            batch.reject(message, item.reason)
+            return None
+        event: Event = item
+        if not isinstance(item, expected) or route(event)[0] != self._topic_kind[message.topic]:
+            batch.reject(message, "wrong_topic")
+            return None
+        return event
+
+    async def _finish(self, batch: Batch) -> None:
+        """Produce (and flush) before the sink records the offsets: see module doc."""
+        for topic, key, partition, value in batch.sends:
+            await self.app.topic(self.settings.topic(topic)).send(
+                key=key.encode() if key is not None else None,
+                value=value,
+                partition=partition,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+        for raw, headers in batch.dead_raw:
+            await self.dlq.send(value=raw, headers=headers)
+        if batch.sends or batch.dead_raw:
+            await self.app.producer.flush()
+        await self.sink.apply(batch.contributions, batch.dead, batch.offsets, causes=batch.causes)
+
+
+def _newer(entry: dict[str, Any], held: dict[str, Any]) -> bool:
+    return bool((entry["ts"], entry["event_id"]) > (held["ts"], held["event_id"]))

@@ -1,0 +1,138 @@
+"""Bytes for table values and internal messages: compact JSON, never pickle.
+
+Table changelogs and internal topics live in Kafka, where anyone with write
+access could plant a pickle; JSON arrays keep state small (issue: ≤ 1 KiB a
+lead) and safe.  Derived data — contributions, snapshots — is not stored:
+settling recomputes it, and the Redis sink diffs against what it published.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from models.attribution import Touchpoint
+from models.contrib import Subject
+from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
+from models.opportunity import Amount, Created, OpportunityState
+
+
+def _tuples(value: object) -> list[Any]:
+    """orjson leaves NamedTuples to us: store them as plain arrays."""
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+def _dumps(value: object) -> bytes:
+    return orjson.dumps(value, default=_tuples)
+
+
+def _subject(state: Subject) -> list[Any]:
+    return [state.key, state.seen, state.newest, state.duplicates, state.late, state.cause]
+
+
+def _restore(state: Subject, head: list[Any]) -> None:
+    state.seen, state.newest, state.duplicates, state.late, state.cause = (
+        head[1],
+        head[2],
+        head[3],
+        head[4],
+        head[5],
+    )
+
+
+def _milestone(raw: list[Any] | None) -> Milestone | None:
+    return Milestone(*raw) if raw is not None else None
+
+
+def dump_lead(state: LeadState) -> bytes:
+    return _dumps(
+        [
+            _subject(state),
+            list(state.touches.values()),
+            state.created,
+            state.mql,
+            state.touch_account,
+            state.version,
+            state.subscribers,
+        ]
+    )
+
+
+def load_lead(raw: bytes) -> LeadState:
+    head, touches, created, mql, touch_account, version, subscribers = orjson.loads(raw)
+    state = LeadState(head[0])
+    _restore(state, head)
+    state.touches = {t[1]: TouchRecord(*t) for t in touches}
+    state.created = _milestone(created)
+    state.mql = _milestone(mql)
+    state.touch_account = _milestone(touch_account)
+    state.version = version
+    state.subscribers = subscribers
+    return state
+
+
+def dump_snapshot(snapshot: LeadSnapshot) -> list[Any]:
+    return [
+        snapshot.lead_id,
+        snapshot.account_id,
+        [_point(p) for p in snapshot.touchpoints],
+        _point(snapshot.lc) if snapshot.lc else None,
+    ]
+
+
+def load_snapshot(raw: list[Any]) -> LeadSnapshot:
+    lead_id, account_id, points, lc = raw
+    return LeadSnapshot(
+        lead_id,
+        account_id,
+        tuple(Touchpoint(*p) for p in points),
+        Touchpoint(*lc) if lc else None,
+    )
+
+
+def _point(point: Touchpoint) -> list[Any]:
+    return [point.ts, point.touch_id, point.lead_id, point.campaign, point.partner, point.channel]
+
+
+def dump_opportunity(state: OpportunityState) -> bytes:
+    return _dumps(
+        [
+            _subject(state),
+            state.created,
+            sorted(state.contacts),
+            [state.amount.ts, state.amount.event_id, str(state.amount.arr)]
+            if state.amount
+            else None,
+            state.qualified,
+            state.won,
+            state.lost,
+            {lead: [version, dump_snapshot(snap)] for lead, (version, snap) in state.leads.items()},
+        ]
+    )
+
+
+def load_opportunity(raw: bytes) -> OpportunityState:
+    head, created, contacts, amount, qualified, won, lost, leads = orjson.loads(raw)
+    state = OpportunityState(head[0])
+    _restore(state, head)
+    state.created = Created(*created) if created else None
+    state.contacts = set(contacts)
+    state.amount = Amount(amount[0], amount[1], Decimal(amount[2])) if amount else None
+    state.qualified, state.won, state.lost = qualified, won, lost
+    state.leads = {lead: (version, load_snapshot(snap)) for lead, (version, snap) in leads.items()}
+    return state
+
+
+def dump_subject(state: Subject) -> bytes:
+    return _dumps(_subject(state))
+
+
+def load_subject(raw: bytes) -> Subject:
+    head = orjson.loads(raw)
+    state = Subject(head[0])
+    _restore(state, head)
+    return state

