@@ -201,6 +201,7 @@ class Pipeline:
             use_partitioner=True,
         )
         self._campaign_leads: dict[str, set[str]] | None = None
+        self.app.on_partitions_assigned.connect(self._forget_index)
         self._registry: dict[str, RegistryEntry] = {}
         self._topic_kind = {settings.topic(name): name for name in INPUT_TOPICS}
 
@@ -245,6 +246,7 @@ class Pipeline:
         batch = Batch()
         touched: dict[str, LeadState] = {}
         self._refresh_registry()
+        campaign_leads = self._campaign_index()
 
         def lead(lead_id: str) -> LeadState:
             state = touched.get(lead_id)
@@ -260,14 +262,17 @@ class Pipeline:
                 if isinstance(item, Touch | LeadCreated | Mql):
                     state = lead(item.lead_id)
                     if state.ingest(item, message.position) and isinstance(item, Touch):
-                        self._index(normalise(item.campaign) or "", item.lead_id)
+                        campaign = normalise(item.campaign) or ""
+                        campaign_leads.setdefault(campaign, set()).add(item.lead_id)
                 return
             command = orjson.loads(message.raw)
             if command["op"] == "subscribe":
                 lead(command["lead"]).subscribe(command["opportunity"])
             elif command["op"] == "registry" and self._apply_registry(command):
-                for lead_id in self._leads_of(command["campaign"], message.partition):
-                    lead(lead_id).cause = command["event_id"]
+                n = self.settings.partitions
+                for lead_id in sorted(campaign_leads.get(command["campaign"], ())):
+                    if partition_of(lead_id, n) == message.partition:
+                        lead(lead_id).cause = command["event_id"]
 
         batch.each(events, one)
 
@@ -291,15 +296,13 @@ class Pipeline:
             batch.causes[f"lead:{lead_id}"] = state.cause
         await self._finish(batch)
 
-    def _index(self, campaign: str, lead_id: str) -> None:
-        if self._campaign_leads is not None:
-            self._campaign_leads.setdefault(campaign, set()).add(lead_id)
+    def _campaign_index(self) -> dict[str, set[str]]:
+        """Campaign → this worker's leads that touched it, for registry changes.
 
-    def _leads_of(self, campaign: str, partition: int) -> list[str]:
-        """This worker's leads of `partition` that touched `campaign`.
-
-        Built on first use by one scan of the local table, then kept up to
-        date as touches arrive; registry changes are rare.
+        Rebuilt from the table after every assignment (Faust processes no
+        batch before the assigned partitions' tables are recovered), then
+        kept up to date as touches arrive.  Registry changes are rare; this
+        saves scanning every lead for each.
         """
         if self._campaign_leads is None:
             index: dict[str, set[str]] = {}
@@ -307,12 +310,10 @@ class Pipeline:
                 for record in codec.load_lead(raw).touches.values():
                     index.setdefault(record.campaign, set()).add(key.decode())
             self._campaign_leads = index
-        n = self.settings.partitions
-        return sorted(
-            lead_id
-            for lead_id in self._campaign_leads.get(campaign, ())
-            if partition_of(lead_id, n) == partition
-        )
+        return self._campaign_leads
+
+    async def _forget_index(self, *_: Any, **__: Any) -> None:
+        self._campaign_leads = None
 
     # --- registry ----------------------------------------------------------
 
