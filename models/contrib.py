@@ -141,8 +141,9 @@ class Subject:
 
     `seen` maps each event id to the delivery position (Kafka partition and
     offset, or line number) it was first admitted at: the same id at another
-    position is a duplicate (counted, then ignored), at the same position a
-    replay after a restart (ignored, not counted).  `newest` is the latest
+    position is a duplicate (counted once per position in `repeats`, then
+    ignored), at a position already recorded a replay after a restart
+    (ignored, not counted).  `newest` is the latest
     event time admitted, for the late-event counter; `cause` names the event
     behind the next deltas.  Both counters are part of the subject's
     contribution, so they are published as absolute values like every metric.
@@ -151,7 +152,7 @@ class Subject:
     key: str
     seen: dict[str, int] = field(default_factory=dict)
     newest: int | None = None
-    duplicates: int = 0
+    repeats: set[int] = field(default_factory=set)
     late: int = 0
     cause: str = ""
     contribution: Contribution = EMPTY
@@ -161,7 +162,7 @@ class Subject:
         first = self.seen.get(event_id)
         if first is not None:
             if first != position:
-                self.duplicates += 1
+                self.repeats.add(position)
             return False
         self.seen[event_id] = position
         if self.newest is not None and ts < self.newest:
@@ -174,7 +175,7 @@ class Subject:
     def quality(self) -> dict[MetricKey, int]:
         """This subject's data-quality counters."""
         metrics: dict[MetricKey, int] = {}
-        count_scopes(metrics, ("all",), "dq.duplicates_ignored", self.duplicates)
+        count_scopes(metrics, ("all",), "dq.duplicates_ignored", len(self.repeats))
         count_scopes(metrics, ("all",), "dq.late_events", self.late)
         return metrics
 

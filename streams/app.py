@@ -24,6 +24,7 @@ Faust only after that, and every step is idempotent under redelivery
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -76,6 +77,8 @@ INTERNAL_TOPICS = (LEAD_COMMANDS, LEAD_SNAPSHOTS)
 TOPICS = (*INPUT_TOPICS, *INTERNAL_TOPICS, DLQ)
 """Every topic the pipeline reads or writes (before `PP_TOPIC_PREFIX`)."""
 POSITION_BITS = 40
+RESTART_EXIT_CODE = 70
+"""A worker exits with this to be restarted: it stopped before acking, on purpose."""
 OtherEvent = (
     IntegrationEvent
     | AccountSnapshot
@@ -201,7 +204,8 @@ class Pipeline:
             use_partitioner=True,
         )
         self._campaign_leads: dict[str, set[str]] | None = None
-        self.app.on_partitions_assigned.connect(self._forget_index)
+        self._next_offset: dict[tuple[str, int], int] | None = None
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         self._registry: dict[str, RegistryEntry] = {}
         self._topic_kind = {settings.topic(name): name for name in INPUT_TOPICS}
 
@@ -232,10 +236,11 @@ class Pipeline:
             )
             async for events in batches:
                 try:
+                    await self._check_contiguous(events)
                     await handle(events)
                 except Exception as exc:
                     log.critical("batch failed, stopping the worker unacked: %r", exc)
-                    os._exit(70)  # no ack, no commit: the batch is reprocessed
+                    os._exit(RESTART_EXIT_CODE)  # no ack, no commit: the batch comes again
                 yield None
 
         return agent
@@ -312,8 +317,34 @@ class Pipeline:
             self._campaign_leads = index
         return self._campaign_leads
 
-    async def _forget_index(self, *_: Any, **__: Any) -> None:
+    async def _on_assigned(self, *_: Any, **__: Any) -> None:
+        """Assignment changed: local indexes and offset expectations start over."""
         self._campaign_leads = None
+        self._next_offset = None
+
+    async def _check_contiguous(self, events: Sequence[EventT[bytes]]) -> None:
+        """Refuse to go past a hole in a partition's offsets.
+
+        During a rebalance Faust can mark an in-flight message as read
+        without delivering it, then commit past it (its fetch loop under
+        `suspend_flow`, and faust #606's commit guard): that message would
+        be lost.  Offsets of our topics are contiguous (no compaction, no
+        transactions), so a jump past the next expected offset means exactly
+        that; the worker then exits before acking anything after the hole,
+        and its restart resumes from the committed offset, before the hole.
+        Expectations start from the offsets the sink recorded as applied.
+        """
+        if self._next_offset is None:
+            applied = await self.sink.read_offsets()
+            self._next_offset = {tp: offset + 1 for tp, offset in applied.items()}
+        expected = self._next_offset
+        for event in events:
+            message = event.message
+            tp = (message.topic, message.partition)
+            want = expected.get(tp)
+            if want is not None and message.offset > want:
+                raise RuntimeError(f"offset gap on {tp}: expected {want}, got {message.offset}")
+            expected[tp] = max(want or 0, message.offset + 1)
 
     # --- registry ----------------------------------------------------------
 
@@ -451,9 +482,22 @@ class Pipeline:
             )
         for raw, headers in batch.dead_raw:
             await self.dlq.send(value=raw, headers=headers)
-        if batch.sends or batch.dead_raw:
-            await self.app.producer.flush()
+        await self._drain_producer()
         await self.sink.apply(batch.contributions, batch.dead, batch.offsets, causes=batch.causes)
+
+    async def _drain_producer(self) -> None:
+        """Wait until every table changelog record and message of this batch is delivered.
+
+        Faust's own flush gives up on its buffer after 0.1 s without a send
+        (`ProducerBuffer.flush_atmost`), and then commits offsets whose
+        changelog records were never written: a SIGKILL at that moment loses
+        state.  Draining here, before the batch is acked, closes that window.
+        """
+        producer = self.app.producer
+        while producer.buffer.size:
+            await producer.buffer.flush()
+            await asyncio.sleep(0.001)
+        await producer.flush()
 
 
 def _newer(entry: dict[str, Any], held: dict[str, Any]) -> bool:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
@@ -23,16 +21,8 @@ from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.synthetic import SyntheticConfig
 from models.synthetic import generate as synthesise
-from streams.runtime import (
-    Endpoints,
-    infrastructure,
-    run_worker,
-    send_file,
-    sink_for,
-    spawn_worker,
-    stop_worker,
-    wait_until_applied,
-)
+from streams.bench import run_bench
+from streams.runtime import Endpoints, infrastructure, replay_run, run_worker, send_file
 from streams.settings import Settings
 
 HEADLINE = (
@@ -197,32 +187,15 @@ def replay(
     Each run uses its own topics, consumer group and Redis key prefix, so it
     never mixes with other data.
     """
-    base = Settings()
-    run = uuid.uuid4().hex[:10]
-    settings = base.model_copy(
-        update={
-            "app_id": f"pp-replay-{run}",
-            "topic_prefix": f"{base.topic_prefix}replay-{run}.",
-            "key_prefix": f"{base.key_prefix}replay:{run}:",
-            "partitions": partitions,
-            "model": model,
-        }
-    )
-    with infrastructure(settings) as (settings, endpoints), tempfile.TemporaryDirectory() as logs:
-        asyncio.run(send_file(file, settings, endpoints.bootstrap))
-        processes = [
-            spawn_worker(settings, endpoints, Path(logs) / f"worker-{i}.log")
-            for i in range(workers)
-        ]
+    with replay_run(Settings(), partitions=partitions, model=model) as run:
+        run.send(file)
+        for _ in range(workers):
+            run.start_worker()
         try:
-            totals, credits = asyncio.run(_drain(settings, endpoints, timeout, keep))
+            totals, credits = run.collect(timeout, keep)
         except TimeoutError:
-            for log_file in sorted(Path(logs).iterdir()):
-                click.echo(log_file.read_text()[-3000:], err=True)
+            click.echo(run.worker_logs(), err=True)
             raise
-        finally:
-            for process in processes:
-                stop_worker(process)
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(render(totals, credits), option=orjson.OPT_INDENT_2) + b"\n"
@@ -231,18 +204,17 @@ def replay(
         print_partner_table(totals)
 
 
-async def _drain(
-    settings: Settings, endpoints: Endpoints, timeout: float, keep: bool
-) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, Fraction]]]:
-    sink = sink_for(settings, endpoints.redis_url)
-    try:
-        await wait_until_applied(settings, endpoints, sink, timeout)
-        totals, credits = await sink.read_metrics(), await sink.read_credits()
-        if not keep:
-            await sink.delete_all()
-        return totals, credits
-    finally:
-        await sink.close()
+@main.command()
+@click.option("--events", default=50_000, show_default=True)
+@click.option("--partitions", default=4, show_default=True)
+@click.option("--rate", default=2000.0, show_default=True, help="Events/s in the latency run.")
+@click.option("--seconds", default=10.0, show_default=True, help="Length of the latency run.")
+def bench(events: int, partitions: int, rate: float, seconds: float) -> None:
+    """Measure the pipeline beside a raw aiokafka consumer, in one run."""
+    with tempfile.TemporaryDirectory() as workdir:
+        result = run_bench(events, partitions, rate, seconds, Path(workdir))
+    for line in result.lines():
+        click.echo(line)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,12 @@ def _dumps(value: object) -> bytes:
 
 
 def _subject(state: Subject) -> list[Any]:
-    return [state.key, state.seen, state.newest, state.duplicates, state.late, state.cause]
+    return [state.key, state.seen, state.newest, sorted(state.repeats), state.late, state.cause]
 
 
 def _restore(state: Subject, head: list[Any]) -> None:
-    state.seen, state.newest, state.duplicates, state.late, state.cause = (
-        head[1],
-        head[2],
-        head[3],
-        head[4],
-        head[5],
-    )
+    state.seen, state.newest, state.late, state.cause = head[1], head[2], head[4], head[5]
+    state.repeats = set(head[3])
 
 
 def _milestone(raw: list[Any] | None) -> Milestone | None:

@@ -14,23 +14,29 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
+from models.contrib import MetricKey
 from models.events import ROUTES, route
 from models.parse import Rejection, parse_event
 from sinks.redis_sink import RedisSink
-from streams.app import DLQ, TOPICS, Pipeline
+from streams.app import DLQ, RESTART_EXIT_CODE, TOPICS, Pipeline
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, create_topics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -187,11 +193,13 @@ async def end_offsets(bootstrap: str, topics: Mapping[str, int]) -> dict[tuple[s
 async def wait_until_applied(
     settings: Settings, endpoints: Endpoints, sink: RedisSink, timeout: float
 ) -> None:
-    """Block until every message of every topic the workers read has been applied.
+    """Block until every message of every topic the workers read has been processed.
 
-    Agents produce (and flush) internal messages before the sink records the
-    offsets that caused them, so "all end offsets applied, twice in a row"
-    means nothing is in flight anywhere.
+    The test is the consumer group's *committed* offsets reaching the end of
+    every partition: Faust commits a message only after its batch's sink call
+    and after flushing what the batch produced, so nothing is in flight then.
+    (The sink's applied offsets are not enough: after a crash they can be
+    ahead of what the replacement worker has recovered and reprocessed.)
     """
     topics = {t: n for t, n in all_topics(settings).items() if t != settings.topic(DLQ)}
     deadline = time.monotonic() + timeout
@@ -200,7 +208,134 @@ async def wait_until_applied(
         if time.monotonic() > deadline:
             raise TimeoutError(f"not applied within {timeout:.0f}s")
         ends = await end_offsets(endpoints.bootstrap, topics)
+        committed = await committed_offsets(endpoints.bootstrap, settings.app_id, list(ends))
         applied = await sink.read_offsets()
-        done = all(applied.get(tp, -1) >= end - 1 for tp, end in ends.items() if end > 0)
+        done = all(
+            committed.get(tp, 0) >= end and applied.get(tp, -1) >= end - 1
+            for tp, end in ends.items()
+            if end > 0
+        )
         settled = settled + 1 if done else 0
         await asyncio.sleep(0.5)
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, partitions: list[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The group's committed offsets (the next offset it will read), 0 where none.
+
+    A consumer with the group id that never subscribes does not join the
+    group; it only asks the coordinator (the admin client's OffsetFetch does
+    not parse Tansu's answer).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        out = {}
+        for topic, partition in partitions:
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            out[(topic, partition)] = int(offset or 0)
+        return out
+    finally:
+        await consumer.stop()
+
+
+class ReplayRun:
+    """One isolated run of the real path: its own topics, group and Redis prefix.
+
+    `replay` drives it; the integration and chaos tests drive it too, adding
+    faults (killing and restarting workers) between the steps.
+    """
+
+    def __init__(self, settings: Settings, endpoints: Endpoints, logs: Path) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.logs = logs
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+
+    def send(self, path: Path) -> dict[str, int]:
+        return asyncio.run(send_file(path, self.settings, self.endpoints.bootstrap))
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        with self._lock:
+            process = self._spawn(len(self.workers))
+            self.workers.append(process)
+        if not self._supervisor.is_alive():
+            self._supervisor.start()
+        return process
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        return spawn_worker(self.settings, self.endpoints, self.logs / f"worker-{index}.log")
+
+    def _supervise(self) -> None:
+        """Restart workers that exit asking for it (`RESTART_EXIT_CODE`), as a process
+        manager would in production; killed workers are the caller's business."""
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                for index, process in enumerate(self.workers):
+                    if process.poll() == RESTART_EXIT_CODE:
+                        log.warning("worker %d asked for a restart", index)
+                        self.workers[index] = self._spawn(index)
+                        self.restarts += 1
+
+    def applied(self) -> dict[tuple[str, int], int]:
+        """Offsets applied so far (for tests that strike mid-stream)."""
+        return asyncio.run(self._with_sink(lambda sink: sink.read_offsets()))
+
+    def collect(
+        self, timeout: float, keep: bool = False
+    ) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, Fraction]]]:
+        """Wait until everything is applied, then read metrics and credits back."""
+
+        async def read(
+            sink: RedisSink,
+        ) -> tuple[dict[MetricKey, int], dict[str, dict[str, Fraction]]]:
+            await wait_until_applied(self.settings, self.endpoints, sink, timeout)
+            result = await sink.read_metrics(), await sink.read_credits()
+            if not keep:
+                await sink.delete_all()
+            return result
+
+        return asyncio.run(self._with_sink(read))
+
+    def worker_logs(self, tail: int = 3000) -> str:
+        return "\n".join(p.read_text()[-tail:] for p in sorted(self.logs.glob("worker-*.log")))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            for process in self.workers:
+                stop_worker(process)
+
+    async def _with_sink(self, use: Callable[[RedisSink], Awaitable[_T]]) -> _T:
+        sink = sink_for(self.settings, self.endpoints.redis_url)
+        try:
+            return await use(sink)
+        finally:
+            await sink.close()
+
+
+@contextlib.contextmanager
+def replay_run(base: Settings, **overrides: object) -> Iterator[ReplayRun]:
+    """A `ReplayRun` with fresh names; stops its workers and embedded servers on exit."""
+    run_id = uuid.uuid4().hex[:10]
+    settings = base.model_copy(
+        update={
+            "app_id": f"pp-replay-{run_id}",
+            "topic_prefix": f"{base.topic_prefix}replay-{run_id}.",
+            "key_prefix": f"{base.key_prefix}replay:{run_id}:",
+            **overrides,
+        }
+    )
+    with infrastructure(settings) as (settings, endpoints), tempfile.TemporaryDirectory() as logs:
+        run = ReplayRun(settings, endpoints, Path(logs))
+        try:
+            yield run
+        finally:
+            run.stop()

@@ -39,10 +39,10 @@ def test_restored_state_settles_to_the_same_contribution(
         assert restored_opp.leads == opp.leads
     for other in engine.others.values():
         again = load_subject(dump_subject(other))
-        assert (again.key, again.seen, again.duplicates, again.late) == (
+        assert (again.key, again.seen, again.repeats, again.late) == (
             other.key,
             other.seen,
-            other.duplicates,
+            other.repeats,
             other.late,
         )
 

@@ -1,0 +1,177 @@
+"""The streaming path equals the batch oracle, on the real broker and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+
+from models.engine import Engine
+from models.output import render
+from models.synthetic import SyntheticConfig, generate
+from streams.app import DLQ
+from streams.cli import engine_config, read_jsonl
+from streams.runtime import ReplayRun, replay_run
+from streams.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+# Short sessions so a SIGKILLed worker's partitions move on quickly.
+SETTINGS = Settings(session_timeout=6.0)
+
+
+def write_events(path: Path, config: SyntheticConfig) -> Path:
+    with path.open("w") as out:
+        for item in generate(config):
+            out.write(item if isinstance(item, str) else orjson.dumps(item).decode())
+            out.write("\n")
+    return path
+
+
+def recompute(path: Path, model: str = "w-shaped") -> dict[str, Any]:
+    config = engine_config(model, "contact-role")
+    engine = Engine(config)
+    engine.run(read_jsonl(path, config, SETTINGS.max_message_bytes))
+    return render(engine.totals, engine.credits())
+
+
+def collected(run: ReplayRun, timeout: float = 400) -> dict[str, Any]:
+    try:
+        totals, credits = run.collect(timeout)
+    except TimeoutError:
+        print(run.worker_logs())
+        raise
+    return render(totals, credits)
+
+
+def assert_same(replayed: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal to the cent; on failure, name the scopes that differ (not a 10k-line diff)."""
+    if replayed == expected:
+        return
+    bad = {
+        scope: {
+            k: (replayed["metrics"].get(scope, {}).get(k), v)
+            for k, v in expected["metrics"].get(scope, {}).items()
+            if replayed["metrics"].get(scope, {}).get(k) != v
+        }
+        for scope in set(replayed["metrics"]) | set(expected["metrics"])
+        if replayed["metrics"].get(scope) != expected["metrics"].get(scope)
+    }
+    credit_bad = [
+        s for s in expected["credits"] if replayed["credits"].get(s) != expected["credits"][s]
+    ]
+    pytest.fail(
+        f"metrics differ (replay, recompute): {dict(list(bad.items())[:10])}; "
+        f"credits differ for {len(credit_bad)} subjects, e.g. {credit_bad[:5]}"
+    )
+
+
+def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(tmp_path: Path) -> None:
+    events = write_events(
+        tmp_path / "events.jsonl",
+        SyntheticConfig(seed=21, leads=2200, duplicates=0.03, shuffle=0.6, invalid=0.01),
+    )
+    assert sum(1 for _ in events.open()) >= 20_000
+    with replay_run(SETTINGS, partitions=4) as run:
+        run.send(events)
+        run.start_worker()
+        run.start_worker()
+        replayed = collected(run)
+    expected = recompute(events)
+    assert expected["metrics"]["all"]["dq.duplicates_ignored"] > 0
+    assert expected["metrics"]["all"]["dq.dead_letters"] > 0
+    assert_same(replayed, expected)
+
+
+def test_worker_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
+    events = write_events(
+        tmp_path / "events.jsonl",
+        SyntheticConfig(seed=22, leads=1500, duplicates=0.02, shuffle=0.3, invalid=0.005),
+    )
+    total = sum(1 for line in events.open() if line.strip())
+    with replay_run(SETTINGS, partitions=4, model="full-path") as run:
+        run.send(events)
+        worker = run.start_worker()
+        deadline = time.monotonic() + 120
+        while sum(n + 1 for n in run.applied().values()) < total // 3:
+            assert time.monotonic() < deadline, run.worker_logs()
+            time.sleep(0.2)
+        worker.kill()  # SIGKILL: no shutdown, no commit
+        worker.wait()
+        run.start_worker()
+        replayed = collected(run)
+    assert_same(replayed, recompute(events, "full-path"))
+
+
+BAD_LINES = {
+    "invalid_json": b'{"type": "touch", "event_id": ',
+    "missing_field": b'{"type": "mql", "event_id": "bad-1", "occurred_at": "2026-02-01T00:00:00Z"}',
+    "invalid_field": (
+        b'{"type": "opportunity_created", "event_id": "bad-2",'
+        b' "occurred_at": "2026-02-01T00:00:00Z", "opportunity_id": "o-x", "account_id": "a",'
+        b' "lead_ids": ["l"], "business": "new_business", "arr": "lots"}'
+    ),
+    "unknown_type": (
+        b'{"type": "page_view", "event_id": "bad-3", "occurred_at": "2026-02-01T00:00:00Z"}'
+    ),
+    "oversize": json.dumps(
+        {
+            "type": "touch",
+            "event_id": "bad-4",
+            "occurred_at": "2026-02-01T00:00:00Z",
+            "lead_id": "l",
+            "campaign": "c",
+            "action": "visited",
+            "padding": "x" * 70_000,
+        }
+    ).encode(),
+}
+
+
+def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path) -> None:
+    good = list(generate(SyntheticConfig(seed=23, leads=60)))
+    lines = [orjson.dumps(item) for item in good if not isinstance(item, str)]
+    for i, bad in enumerate(BAD_LINES.values()):
+        lines.insert(10 + i * 50, bad)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+
+    with replay_run(SETTINGS, partitions=2) as run:
+        run.send(events)
+        run.start_worker()
+        replayed = collected(run)
+        letters = asyncio.run(read_topic(run.endpoints.bootstrap, run.settings.topic(DLQ), 2))
+
+    assert replayed["metrics"]["all"]["dq.dead_letters"] == len(BAD_LINES)
+    for reason in BAD_LINES:
+        assert replayed["metrics"]["all"][f"dq.dead_letters.{reason}"] == 1
+    assert sorted(h["reason"] for _, h in letters) == sorted(BAD_LINES)
+    for raw, headers in letters:
+        assert raw == BAD_LINES[headers["reason"]]
+        assert headers["source_topic"].startswith(run.settings.topic_prefix)
+        assert int(headers["source_offset"]) >= 0 and int(headers["source_partition"]) in (0, 1)
+    assert_same(replayed, recompute(events))
+
+
+async def read_topic(
+    bootstrap: str, topic: str, partitions: int
+) -> list[tuple[bytes, dict[str, str]]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out = []
+        while batch := await consumer.getmany(*tps, timeout_ms=1500):
+            for records in batch.values():
+                out += [(r.value, {k: v.decode() for k, v in r.headers}) for r in records]
+        return out
+    finally:
+        await consumer.stop()
