@@ -16,7 +16,15 @@
 --
 -- Returns {metric changes {scope, metric, new value, delta},
 --          credit changes {subject, touch id, old line or false, new line or false},
---          number of dead letters counted, changes stream entry id or false}.
+--          number of dead letters counted, changes stream entry id or false,
+--          outbox stream entry id or false}.
+--
+-- When anything changed (a metric or a credit line), the same call adds one
+-- entry to the *uncapped* stream <prefix>outbox with the fields `metrics` and
+-- `credits`: the first two lists above as JSON ([[scope, metric, value, delta],
+-- ...] and [[subject, touch id, old line or false, new line or false], ...];
+-- scope and subject percent-encoded as in the batch).  sinks/forwarder.py
+-- relays it to Kafka and deletes it only after the broker acknowledged it.
 --
 -- Phase 1 only reads and computes: anything that can fail on bad input fails
 -- there.  Phase 2 writes.  Redis does not roll back a script that fails half-way.
@@ -51,7 +59,8 @@ local function int(x) return string.format('%d', x) end
 
 local writes, credit_changes = {}, {}
 for _, s in ipairs(batch.s) do
-  local subject, metrics_json, lines = s[1], s[2], s[3]
+  local subject, metrics_json, lines, cause = s[1], s[2], s[3], s[4] or ''
+
   local contrib_key = prefix .. 'contrib:' .. subject
   local credit_key = prefix .. 'credit:' .. subject
 
@@ -78,14 +87,14 @@ for _, s in ipairs(batch.s) do
     kept[touch] = true
     if old_lines[touch] ~= json then
       writes[#writes + 1] = {'HSET', credit_key, touch, json}
-      credit_changes[#credit_changes + 1] = {subject, touch, old_lines[touch] or false, json}
+      credit_changes[#credit_changes + 1] = {subject, touch, old_lines[touch] or false, json, cause}
     end
   end
   for i = 1, #flat, 2 do
     local touch = flat[i]
     if not kept[touch] then
       writes[#writes + 1] = {'HDEL', credit_key, touch}
-      credit_changes[#credit_changes + 1] = {subject, touch, flat[i + 1], false}
+      credit_changes[#credit_changes + 1] = {subject, touch, flat[i + 1], false, cause}
     end
   end
 end
@@ -120,7 +129,7 @@ for _, w in ipairs(writes) do
   end
 end
 
-local changes, items = {}, {}
+local changes, items, outbox_metrics = {}, {}, {}
 for _, field in ipairs(order) do
   local delta = net[field]
   if delta ~= 0 then
@@ -130,6 +139,9 @@ for _, field in ipairs(order) do
     local value = redis.call('HINCRBY', key, metric, int(delta))
     if value == 0 then redis.call('HDEL', key, metric) end
     changes[#changes + 1] = {scope, metric, value, delta}
+    -- numbers formatted by hand: cjson would round them to 14 significant digits
+    outbox_metrics[#outbox_metrics + 1] = string.format('[%s,%s,%s,%s]',
+      cjson.encode(scope), cjson.encode(metric), int(value), int(delta))
     items[#items + 1] = string.format('{"scope":%s,"metric":%s,"value":%s,"delta":%s}',
       cjson.encode(unescape(scope)), cjson.encode(metric), int(value), int(delta))
   end
@@ -142,4 +154,12 @@ if #items > 0 then
   redis.call('PUBLISH', prefix .. 'changes', payload)
 end
 
-return {changes, credit_changes, counted, entry}
+local outbox = false
+if #changes > 0 or #credit_changes > 0 then
+  -- credit changes hold only strings and false: cjson encodes them exactly
+  local credits_json = #credit_changes > 0 and cjson.encode(credit_changes) or '[]'
+  outbox = redis.call('XADD', prefix .. 'outbox', '*',
+    'metrics', '[' .. table.concat(outbox_metrics, ',') .. ']', 'credits', credits_json)
+end
+
+return {changes, credit_changes, counted, entry, outbox}

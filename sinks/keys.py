@@ -22,7 +22,8 @@ Key layout (prefix ``pp:`` by default):
 | ``pp:contrib:<subject>`` | string | JSON metrics the subject last published |
 | ``pp:dlq:seen`` | hash | ``topic|partition|offset`` -> reason, dead letters counted |
 | ``pp:offsets`` | hash | ``topic|partition`` -> highest applied offset |
-| ``pp:changes`` | stream + pub/sub channel | change notifications |
+| ``pp:changes`` | stream + pub/sub channel | change notifications (capped) |
+| ``pp:outbox`` | stream (uncapped) + consumer group | changes not yet relayed to Kafka |
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Keys:
         self.dlq_seen = prefix + "dlq:seen"
         self.offsets = prefix + "offsets"
         self.changes = prefix + "changes"
+        self.outbox = prefix + "outbox"
 
     def metrics(self, scope: str) -> str:
         return self.metrics_prefix + escape_named(scope)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from models.contrib import Contribution, CreditDelta, CreditLine, MetricKey
+from models.contrib import EMPTY, Contribution, CreditDelta, CreditLine, MetricKey, diff
 from sinks.keys import DEFAULT_PREFIX, Keys, escape_named, unescape_named
 
 __all__ = [
@@ -41,6 +41,8 @@ __all__ = [
     "RedisSink",
     "SinkResult",
     "SinkUnavailableError",
+    "credit_deltas",
+    "metric_updates",
     "redact_url",
 ]
 
@@ -89,6 +91,8 @@ class SinkResult:
     """Dead letters counted now (not seen before)."""
     stream_ids: list[str] = field(default_factory=list)
     """Entries added to the changes stream (one per script call that changed a metric)."""
+    outbox_ids: list[str] = field(default_factory=list)
+    """Entries added to the outbox (one per script call that changed a metric or credit)."""
     calls: int = 0
 
 
@@ -211,15 +215,16 @@ class RedisSink:
         `dead_letters` are counted once per source offset; `offsets` (topic,
         partition) -> offset raise ``pp:offsets`` to at least that value, in
         the last script call of the batch, after every contribution.
-        `causes` (subject -> event id) only labels the returned credit deltas.
+        `causes` (subject -> event id) names the event behind each subject's
+        credit changes, in the returned deltas and the outbox.
 
         One script call per `max_subjects_per_call` subjects (one for any
         ordinary batch); each call is atomic and idempotent, so a crash
         between calls is repaired by re-sending the batch.
         """
         subjects = sorted(contributions)
-        encoded = [_encode_subject(s, contributions[s]) for s in subjects]
-        names = {escape_named(s): s for s in subjects}
+        causes = causes or {}
+        encoded = [_encode_subject(s, contributions[s], causes.get(s, "")) for s in subjects]
         dlq = [[d.source, d.reason] for d in dead_letters]
         offs = [
             [f"{topic}|{partition}", _exact(off)] for (topic, partition), off in offsets.items()
@@ -232,7 +237,7 @@ class RedisSink:
             batch = {"s": chunk, "d": dlq if last else [], "o": offs if last else []}
             payload = orjson.dumps(batch)
             reply = await self._retrying(partial(self._call, payload))
-            _collect(result, reply, names, causes or {})
+            _collect(result, reply)
         return result
 
     async def _call(self, payload: bytes) -> Any:
@@ -302,6 +307,10 @@ class RedisSink:
             out[(topic, int(partition))] = int(value)
         return out
 
+    async def outbox_length(self) -> int:
+        """Outbox entries not yet forwarded to Kafka."""
+        return int(await self._retrying(lambda: self.client.xlen(self.keys.outbox)))
+
     async def delete_all(self) -> int:
         """Remove every key under this sink's prefix (a finished replay run's)."""
         keys = [k async for k in self.client.scan_iter(match=self.keys.all_pattern(), count=1000)]
@@ -332,15 +341,15 @@ def _exact(value: int) -> int:
     return value
 
 
-def _encode_subject(subject: str, contribution: Contribution) -> list[Any]:
-    """[subject key part, metrics JSON text, [[touch id, line JSON text], ...]]."""
+def _encode_subject(subject: str, contribution: Contribution, cause: str) -> list[Any]:
+    """[subject key part, metrics JSON text, [[touch id, line JSON text], ...], cause]."""
     metrics = sorted(
         (escape_named(scope), metric, _exact(value))
         for (scope, metric), value in contribution.metrics.items()
         if value
     )
     lines = [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
-    return [escape_named(subject), orjson.dumps(metrics).decode() if metrics else "", lines]
+    return [escape_named(subject), orjson.dumps(metrics).decode() if metrics else "", lines, cause]
 
 
 def _line_json(line: CreditLine) -> str:
@@ -376,37 +385,43 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _collect(
-    result: SinkResult, reply: Any, names: Mapping[str, str], causes: Mapping[str, str]
-) -> None:
+def _collect(result: SinkResult, reply: Any) -> None:
     """Fold one script reply into `result`; credit deltas are computed here, exactly."""
-    changes, credit_changes, counted, entry = reply
+    changes, credit_changes, counted, entry, outbox = reply
     result.calls += 1
     result.dead_letters += int(counted)
     if entry:
         result.stream_ids.append(_text(entry))
-    for scope, metric, value, delta in changes:
-        result.metrics.append(
-            MetricUpdate(unescape_named(_text(scope)), _text(metric), int(value), int(delta))
-        )
-    for esc_subject, touch_id, old, new in credit_changes:
-        subject = names.get(_text(esc_subject)) or unescape_named(_text(esc_subject))
-        touch = _text(touch_id)
-        cause = causes.get(subject, "")
-        before = _parse_line(_text(old)) if old is not None else None
-        after = _parse_line(_text(new)) if new is not None else None
-        if before is not None and after is not None and before.scopes == after.scopes:
-            credit, units = after.credit - before.credit, after.units - before.units
-            if credit or units:
-                result.credits.append(
-                    CreditDelta(subject, touch, after.scopes, credit, units, cause)
-                )
-            continue
-        if before is not None:
-            result.credits.append(
-                CreditDelta(subject, touch, before.scopes, -before.credit, -before.units, cause)
-            )
-        if after is not None:
-            result.credits.append(
-                CreditDelta(subject, touch, after.scopes, after.credit, after.units, cause)
-            )
+    if outbox:
+        result.outbox_ids.append(_text(outbox))
+    result.metrics.extend(metric_updates(changes))
+    result.credits.extend(credit_deltas(credit_changes))
+
+
+# --- decoding the script's changes (its reply, and the outbox entries) ------------
+
+
+def metric_updates(changes: Iterable[Sequence[Any]]) -> list[MetricUpdate]:
+    """The script's metric changes ``[scope (encoded), metric, value, delta]``, decoded."""
+    return [
+        MetricUpdate(unescape_named(_text(scope)), _text(metric), int(value), int(delta))
+        for scope, metric, value, delta in changes
+    ]
+
+
+def credit_deltas(credit_changes: Iterable[Sequence[Any]]) -> list[CreditDelta]:
+    """Exact credit deltas of the script's credit changes.
+
+    Each change is ``[subject (encoded), touch id, old line, new line, cause]``,
+    a line being its JSON text or None/False when absent (None in a script
+    reply, false in an outbox entry), the cause the event id behind the
+    change.  The deltas are `models.contrib.diff`'s: one delta when the
+    line's scopes stayed, else a retraction of the old line and the new line.
+    """
+    out: list[CreditDelta] = []
+    for esc_subject, touch_id, old, new, cause in credit_changes:
+        subject, touch = unescape_named(_text(esc_subject)), _text(touch_id)
+        before = Contribution({}, {touch: _parse_line(_text(old))}) if old else EMPTY
+        after = Contribution({}, {touch: _parse_line(_text(new))}) if new else EMPTY
+        out.extend(diff(subject, before, after, _text(cause)).credits)
+    return out

@@ -27,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import faust
 import orjson
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from faust.streams import Stream
 from faust.types import EventT, StreamT, TableT, TopicT
@@ -61,6 +63,7 @@ from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection, parse_event
 from models.partners import normalise, partner_id
+from sinks.forwarder import AiokafkaOutput, OutboxForwarder
 from sinks.redis_sink import DeadLetter, RedisSink
 from streams import codec
 from streams.settings import Settings
@@ -70,12 +73,16 @@ log = logging.getLogger(__name__)
 LEAD_COMMANDS = "pp-lead-commands"
 LEAD_SNAPSHOTS = "pp-lead-snapshots"
 DLQ = "partnerpulse.dlq"
+CREDITS = "partnerpulse.credits"
+METRICS = "partnerpulse.metrics"
 LEAD_TOPICS = ("leads",)
 OPPORTUNITY_TOPICS = ("opportunities",)
 OTHER_TOPICS = ("integration-installs", "accounts", "campaigns", "partners")
 INTERNAL_TOPICS = (LEAD_COMMANDS, LEAD_SNAPSHOTS)
-TOPICS = (*INPUT_TOPICS, *INTERNAL_TOPICS, DLQ)
-"""Every topic the pipeline reads or writes (before `PP_TOPIC_PREFIX`)."""
+CONSUMED = (*INPUT_TOPICS, *INTERNAL_TOPICS)
+"""Topics the workers' consumer group reads (before `PP_TOPIC_PREFIX`)."""
+TOPICS = (*CONSUMED, DLQ, CREDITS, METRICS)
+"""Every topic the pipeline reads or writes."""
 POSITION_BITS = 40
 RESTART_EXIT_CODE = 70
 """A worker exits with this to be restarted: it stopped before acking, on purpose."""
@@ -149,6 +156,7 @@ class Pipeline:
     def __init__(self, settings: Settings, broker: str, sink: RedisSink) -> None:
         self.settings = settings
         self.sink = sink
+        self.bootstrap = broker.removeprefix("kafka://").replace(";", ",")
         self.ctx = Context(settings.engine)
         self.app = faust.App(
             settings.app_id,
@@ -209,6 +217,7 @@ class Pipeline:
         self._registry: dict[str, RegistryEntry] = {}
         self._topic_kind = {settings.topic(name): name for name in INPUT_TOPICS}
 
+        self.app.task(self._forward_outbox)
         for name, channel, handle in (
             ("leads", topic(*LEAD_TOPICS, LEAD_COMMANDS), self._lead_batch),
             ("opportunities", topic(*OPPORTUNITY_TOPICS, LEAD_SNAPSHOTS), self._opportunity_batch),
@@ -450,6 +459,37 @@ class Pipeline:
         command = orjson.dumps({"op": "registry", "campaign": campaign, **entry})
         for partition in range(self.settings.partitions):
             batch.sends.append((LEAD_COMMANDS, None, partition, command))
+
+    # --- Kafka outputs -----------------------------------------------------
+
+    async def _forward_outbox(self) -> None:
+        """Relay the sink's outbox to `partnerpulse.metrics` / `partnerpulse.credits`.
+
+        Its own aiokafka producer: delivery is awaited message by message
+        before an outbox entry is acknowledged (docs/guarantees.md).
+        """
+        settings = self.settings
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            max_batch_size=settings.producer_batch_bytes,
+            acks="all",
+            **settings.aiokafka_security(),
+        )
+        await producer.start()
+        try:
+            output = AiokafkaOutput(producer)
+            forwarder = OutboxForwarder(
+                self.sink.client,
+                output.send,
+                output.flush,
+                consumer=f"{socket.gethostname()}-{os.getpid()}",
+                prefix=settings.key_prefix,
+                metrics_topic=settings.topic(METRICS),
+                credits_topic=settings.topic(CREDITS),
+            )
+            await forwarder.run(asyncio.Event())
+        finally:
+            await producer.stop()
 
     # --- shared ------------------------------------------------------------
 

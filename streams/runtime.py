@@ -31,7 +31,7 @@ from models.contrib import MetricKey
 from models.events import ROUTES, route
 from models.parse import Rejection, parse_event
 from sinks.redis_sink import RedisSink
-from streams.app import DLQ, RESTART_EXIT_CODE, TOPICS, Pipeline
+from streams.app import CONSUMED, RESTART_EXIT_CODE, TOPICS, Pipeline
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, create_topics
 from streams.settings import Settings
 
@@ -156,6 +156,7 @@ async def send_file(path: Path, settings: Settings, bootstrap: str) -> dict[str,
         linger_ms=20,
         max_batch_size=settings.producer_batch_bytes,
         acks="all",
+        **settings.aiokafka_security(),
     )
     await producer.start()
     counts: dict[str, int] = {}
@@ -197,11 +198,12 @@ async def wait_until_applied(
 
     The test is the consumer group's *committed* offsets reaching the end of
     every partition: Faust commits a message only after its batch's sink call
-    and after flushing what the batch produced, so nothing is in flight then.
+    and after flushing what the batch produced, so nothing is in flight then;
+    and the outbox being empty, so the Kafka outputs have caught up too.
     (The sink's applied offsets are not enough: after a crash they can be
     ahead of what the replacement worker has recovered and reprocessed.)
     """
-    topics = {t: n for t, n in all_topics(settings).items() if t != settings.topic(DLQ)}
+    topics = {settings.topic(name): settings.partitions for name in CONSUMED}
     deadline = time.monotonic() + timeout
     settled = 0
     while settled < 2:
@@ -210,10 +212,13 @@ async def wait_until_applied(
         ends = await end_offsets(endpoints.bootstrap, topics)
         committed = await committed_offsets(endpoints.bootstrap, settings.app_id, list(ends))
         applied = await sink.read_offsets()
-        done = all(
-            committed.get(tp, 0) >= end and applied.get(tp, -1) >= end - 1
-            for tp, end in ends.items()
-            if end > 0
+        done = (
+            all(
+                committed.get(tp, 0) >= end and applied.get(tp, -1) >= end - 1
+                for tp, end in ends.items()
+                if end > 0
+            )
+            and await sink.outbox_length() == 0
         )
         settled = settled + 1 if done else 0
         await asyncio.sleep(0.5)

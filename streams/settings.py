@@ -7,7 +7,7 @@ never appear in a repr, a log line or an error message.
 from __future__ import annotations
 
 import ssl
-from typing import Literal
+from typing import Any, Literal
 
 import faust
 from faust.types.auth import CredentialsT
@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     @property
     def engine(self) -> EngineConfig:
         return EngineConfig(model=self.model, mapping=self.mapping)
+
+    def aiokafka_security(self) -> dict[str, Any]:
+        """The same security settings for a plain aiokafka client."""
+        protocol = self.kafka_security_protocol
+        options: dict[str, Any] = {"security_protocol": protocol}
+        if "SSL" in protocol:
+            options["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_ca)
+        if protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return options
 
     def broker_credentials(self) -> CredentialsT | None:
         """Faust broker credentials; `None` for PLAINTEXT."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-unt
 from models.engine import Engine
 from models.output import render
 from models.synthetic import SyntheticConfig, generate
-from streams.app import DLQ
+from streams.app import CREDITS, DLQ, METRICS
 from streams.cli import engine_config, read_jsonl
 from streams.runtime import ReplayRun, replay_run
 from streams.settings import Settings
@@ -83,10 +84,36 @@ def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(tmp_path: 
         run.start_worker()
         run.start_worker()
         replayed = collected(run)
+        bootstrap = run.endpoints.bootstrap
+        metric_messages = asyncio.run(read_topic(bootstrap, run.settings.topic(METRICS), 4))
+        credit_messages = asyncio.run(read_topic(bootstrap, run.settings.topic(CREDITS), 4))
     expected = recompute(events)
     assert expected["metrics"]["all"]["dq.duplicates_ignored"] > 0
     assert expected["metrics"]["all"]["dq.dead_letters"] > 0
     assert_same(replayed, expected)
+
+    # The Kafka outputs, deduplicated by their id, add up to the same totals.
+    totals: dict[tuple[str, str], int] = {}
+    for update in unique(metric_messages):
+        key = (update["scope"], update["metric"])
+        totals[key] = totals.get(key, 0) + update["delta"]
+    credits: dict[str, dict[str, Fraction]] = {}
+    for delta in unique(credit_messages):
+        lines = credits.setdefault(delta["subject"], {})
+        lines[delta["touch_id"]] = lines.get(delta["touch_id"], Fraction(0)) + Fraction(
+            delta["credit"]
+        )
+    credits = {s: {t: c for t, c in lines.items() if c} for s, lines in credits.items()}
+    assert_same(render(totals, {s: lines for s, lines in credits.items() if lines}), expected)
+
+
+def unique(messages: list[tuple[bytes, dict[str, str]]]) -> list[dict[str, Any]]:
+    """Decode output messages, dropping re-deliveries (same id)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for raw, _ in messages:
+        message = orjson.loads(raw)
+        seen.setdefault(message["id"], message)
+    return list(seen.values())
 
 
 def test_worker_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
