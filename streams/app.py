@@ -84,6 +84,9 @@ CONSUMED = (*INPUT_TOPICS, *INTERNAL_TOPICS)
 TOPICS = (*CONSUMED, DLQ, CREDITS, METRICS)
 """Every topic the pipeline reads or writes."""
 POSITION_BITS = 40
+WATCH_SECONDS = 1.0
+WATCH_TICKS = 15
+"""Ticks with backlog and no progress before a worker counts as stuck."""
 RESTART_EXIT_CODE = 70
 """A worker exits with this to be restarted: it stopped before acking, on purpose."""
 OtherEvent = (
@@ -168,7 +171,10 @@ class Pipeline:
             table_standby_replicas=0,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.session_timeout,
-            broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
+            # Tansu answers a join only after half the rebalance timeout
+            # (Faust's default 60 s makes every rebalance take 30 s).
+            broker_rebalance_timeout=settings.session_timeout,
+            broker_heartbeat_interval=min(1.0, settings.session_timeout / 4),
             web_enabled=False,
             producer_max_batch_size=settings.producer_batch_bytes,
             broker_credentials=settings.broker_credentials(),
@@ -218,17 +224,29 @@ class Pipeline:
         self._topic_kind = {settings.topic(name): name for name in INPUT_TOPICS}
 
         self.app.task(self._forward_outbox)
+        self.app.timer(WATCH_SECONDS)(self._watch_deliveries)
+        self._consumed = frozenset(settings.topic(name) for name in CONSUMED)
+        self._agent_topics = {
+            agent: frozenset(settings.topic(name) for name in names)
+            for agent, names in (
+                ("leads", (*LEAD_TOPICS, LEAD_COMMANDS)),
+                ("opportunities", (*OPPORTUNITY_TOPICS, LEAD_SNAPSHOTS)),
+                ("others", OTHER_TOPICS),
+            )
+        }
+        self._stalled: dict[str, tuple[int, int]] = {}
+        self._received: dict[str, int] = {}
         for name, channel, handle in (
             ("leads", topic(*LEAD_TOPICS, LEAD_COMMANDS), self._lead_batch),
             ("opportunities", topic(*OPPORTUNITY_TOPICS, LEAD_SNAPSHOTS), self._opportunity_batch),
             ("others", topic(*OTHER_TOPICS), self._other_batch),
         ):
-            self.app.agent(channel, name=name, concurrency=1)(self._batches(handle))
+            self.app.agent(channel, name=name, concurrency=1)(self._batches(name, handle))
 
     # --- agents ------------------------------------------------------------
 
     def _batches(
-        self, handle: Callable[[Sequence[EventT[bytes]]], Awaitable[None]]
+        self, name: str, handle: Callable[[Sequence[EventT[bytes]]], Awaitable[None]]
     ) -> Callable[[StreamT[Any]], AsyncIterator[None]]:
         """An agent body: `handle` one `take_events` batch at a time.
 
@@ -244,6 +262,7 @@ class Pipeline:
                 self.settings.batch_size, within=self.settings.batch_within
             )
             async for events in batches:
+                self._received[name] = self._received.get(name, 0) + len(events)
                 try:
                     await self._check_contiguous(events)
                     await handle(events)
@@ -326,10 +345,53 @@ class Pipeline:
             self._campaign_leads = index
         return self._campaign_leads
 
+    async def _watch_deliveries(self) -> None:
+        """Restart a worker whose agents stopped receiving messages that exist.
+
+        Two open Faust bugs leave messages unprocessed with nothing to notice
+        them: a message read but dropped at a partition's tail (no later one
+        trips `_check_contiguous`), and partitions assigned after a rebalance
+        but never fetched (faust #471, #629).  Every tick compares what our
+        agents received with the broker's end offsets; an agent with backlog
+        and no progress for `WATCH_TICKS` ticks means messages are stuck, and
+        the worker exits unacked so its restart reads them again.
+        """
+        if self.app.rebalancing or self.app.in_recovery:
+            self._stalled = {}  # no delivery is due while Faust joins or recovers
+            return
+        expected = await self._expected()
+        consumer = self.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in self._consumed]
+        if not tps:
+            return
+        ends = await consumer.highwaters(*tps)
+        stalled: dict[str, tuple[int, int]] = {}
+        for agent, topics in self._agent_topics.items():
+            mine = [tp for tp in tps if tp.topic in topics]
+            seen = self._received.get(agent, 0)
+            backlog = any(
+                (ends.get(tp) or 0) > expected.get((tp.topic, tp.partition), 0) for tp in mine
+            )
+            last, ticks = self._stalled.get(agent, (seen, 0))
+            ticks = ticks + 1 if backlog and seen == last else 0
+            if ticks >= WATCH_TICKS:
+                log.critical("agent %s has backlog but received nothing for %s ticks", agent, ticks)
+                os._exit(RESTART_EXIT_CODE)
+            stalled[agent] = (seen, ticks)
+        self._stalled = stalled
+
+    async def _expected(self) -> dict[tuple[str, int], int]:
+        """Next offset our agents should receive per partition, from what was applied."""
+        if self._next_offset is None:
+            applied = await self.sink.read_offsets()
+            self._next_offset = {tp: offset + 1 for tp, offset in applied.items()}
+        return self._next_offset
+
     async def _on_assigned(self, *_: Any, **__: Any) -> None:
         """Assignment changed: local indexes and offset expectations start over."""
         self._campaign_leads = None
         self._next_offset = None
+        self._stalled = {}
 
     async def _check_contiguous(self, events: Sequence[EventT[bytes]]) -> None:
         """Refuse to go past a hole in a partition's offsets.
@@ -341,19 +403,17 @@ class Pipeline:
         transactions), so a jump past the next expected offset means exactly
         that; the worker then exits before acking anything after the hole,
         and its restart resumes from the committed offset, before the hole.
-        Expectations start from the offsets the sink recorded as applied.
+        Expectations start from the offsets the sink recorded as applied; a
+        partition with none was never committed either, so it starts at 0.
         """
-        if self._next_offset is None:
-            applied = await self.sink.read_offsets()
-            self._next_offset = {tp: offset + 1 for tp, offset in applied.items()}
-        expected = self._next_offset
+        expected = await self._expected()
         for event in events:
             message = event.message
             tp = (message.topic, message.partition)
-            want = expected.get(tp)
-            if want is not None and message.offset > want:
+            want = expected.get(tp, 0)
+            if message.offset > want:
                 raise RuntimeError(f"offset gap on {tp}: expected {want}, got {message.offset}")
-            expected[tp] = max(want or 0, message.offset + 1)
+            expected[tp] = max(want, message.offset + 1)
 
     # --- registry ----------------------------------------------------------
 

@@ -15,9 +15,18 @@ scripts and ``asyncio`` code alike), bind to ``127.0.0.1`` only, pick a free
 port, wait until the service really answers a protocol-level request, and
 terminate (then kill) the child process on exit.
 
-Known Tansu limitations (see ``docs/streaming-spike.md``): no idempotent
-producer and no transactions (``InitProducerId`` fails), so faust must run
-with ``processing_guarantee="at_least_once"`` (the default).
+Tansu 0.6.0 (memory storage) quirks found in the spike -- details and numbers
+in ``docs/streaming-spike.md``:
+
+* no idempotent producer and no transactions (``InitProducerId`` fails with
+  UnknownError), so faust must run ``processing_guarantee="at_least_once"``;
+* ``ListOffsets(LATEST)`` returns *base offset of the last record batch + 1*,
+  not the log-end offset (the Fetch response high watermark is right) -- use
+  :func:`end_offsets` instead of ``AIOKafkaConsumer.end_offsets``; faust's
+  table recovery reads that value, see :data:`FAUST_SETTINGS_FOR_TANSU`;
+* a JoinGroup is answered only after ``session_timeout / 2``, so keep
+  consumer session timeouts short (6 s -> 3 s joins);
+* unknown topics are auto-created with 4 partitions on first Metadata request.
 """
 
 from __future__ import annotations
@@ -35,18 +44,21 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, TypeVar
 
 # aiokafka ships no py.typed marker; its admin objects are used as ``Any``.
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
 __all__ = [
+    "FAUST_SETTINGS_FOR_TANSU",
     "BrokerStartError",
     "EmbeddedBroker",
     "EmbeddedRedis",
     "RedisStartError",
     "create_topics",
+    "end_offsets",
     "find_free_port",
     "find_redis_server_binary",
     "find_tansu_binary",
@@ -68,6 +80,33 @@ _TANSU_ENV_VARS = (
     "STORAGE_ENGINE",
     "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+
+#: faust ``App`` settings that were needed to run against the embedded broker.
+#: Merge them into the app's settings in dev/tests (``faust.App(id, **FAUST...)``).
+FAUST_SETTINGS_FOR_TANSU: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        # Single broker: replication factor > 1 cannot be satisfied.
+        "topic_replication_factor": 1,
+        # Tansu answers JoinGroup after session_timeout/2: faust's 60 s default
+        # means a 30 s wait per (re)join; 6 s gives 3 s joins and lets a
+        # SIGKILLed worker's membership expire quickly.
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_rebalance_timeout": 6.0,
+        # Transactions / idempotent producer are not implemented by Tansu.
+        "processing_guarantee": "at_least_once",
+        # One worker: standby replicas only cost an extra changelog reader.
+        "table_standby_replicas": 0,
+        # One record per produced batch. Tansu's ListOffsets(LATEST) reports
+        # the last *batch* start + 1, so faust's changelog recovery stops
+        # early and silently drops the tail of multi-record batches (seen:
+        # 3-8 lost table updates per restart). Costs produce throughput.
+        "producer_max_batch_size": 1,
+        "consumer_auto_offset_reset": "earliest",
+        # Tests run several workers per host; the web server is not needed.
+        "web_enabled": False,
+    }
 )
 
 #: Kafka error code for TOPIC_ALREADY_EXISTS; creating topics is idempotent.
@@ -321,6 +360,50 @@ async def topic_partition_count(bootstrap: str, topic: str, timeout: float = 10.
     return 0
 
 
+async def end_offsets(bootstrap: str, topic: str, *, timeout: float = 10.0) -> dict[int, int]:
+    """Return ``{partition: log-end offset}`` for *topic*, correct on Tansu.
+
+    Why not ``AIOKafkaConsumer.end_offsets``: Tansu 0.6.0 answers
+    ``ListOffsets(LATEST)`` with the base offset of the last record batch + 1,
+    which undercounts whenever the last produce request carried several
+    records. The high watermark in a Fetch response is correct, so this seeks
+    each partition to (reported end - 1), fetches once and reads it. On a real
+    Kafka broker the result equals ``end_offsets``.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        request_timeout_ms=int(timeout * 1000),
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # refresh metadata
+        partitions: set[int] = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return {}
+        reported: dict[Any, int] = await consumer.end_offsets(tps)
+        result = {tp.partition: 0 for tp in tps if reported[tp] == 0}
+        pending = [tp for tp in tps if reported[tp] > 0]
+        if pending:
+            consumer.assign(pending)
+            for tp in pending:
+                consumer.seek(tp, reported[tp] - 1)
+            deadline = time.monotonic() + timeout
+            while pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no fetch response for {pending}")
+                await consumer.getmany(*pending, timeout_ms=200)
+                for tp in list(pending):
+                    highwater: int | None = consumer.highwater(tp)
+                    if highwater is not None:
+                        result[tp.partition] = highwater
+                        pending.remove(tp)
+        return dict(sorted(result.items()))
+    finally:
+        await consumer.stop()
+
+
 # --------------------------------------------------------------------------
 # EmbeddedBroker
 # --------------------------------------------------------------------------
@@ -410,6 +493,16 @@ class EmbeddedBroker:
         """True while the tansu child process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """Exit status if tansu died on its own (``None`` while running/stopped).
+
+        Tansu exits 0 on SIGTERM after ~5 s of graceful shutdown, so a broker
+        that vanishes mid-test with status 0 was almost certainly signalled by
+        something else on the host (e.g. a broad ``pkill -f tansu``).
+        """
+        return self._proc.poll() if self._proc is not None else None
+
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> EmbeddedBroker:
@@ -486,6 +579,10 @@ class EmbeddedBroker:
         """Async: number of partitions of *topic* (auto-creates unknown topics)."""
         return await topic_partition_count(self.bootstrap, topic)
 
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Async: true log-end offset per partition (see :func:`end_offsets`)."""
+        return await end_offsets(self.bootstrap, topic)
+
     # -- internals -------------------------------------------------------------
 
     def _spawn(self, binary: str, port: int) -> None:
@@ -493,7 +590,8 @@ class EmbeddedBroker:
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_VARS}
         assert self._log_path is not None
         with open(self._log_path, "ab") as log:
-            self._proc = subprocess.Popen(
+            # Argument list, no shell; *binary* is resolved by find_tansu_binary().
+            self._proc = subprocess.Popen(  # noqa: S603
                 [
                     binary,
                     "broker",
@@ -661,7 +759,8 @@ class EmbeddedRedis:
         for _ in range(5):
             port = find_free_port()
             with open(log_path, "ab") as log:
-                self._proc = subprocess.Popen(
+                # Argument list, no shell; binary from find_redis_server_binary().
+                self._proc = subprocess.Popen(  # noqa: S603
                     [
                         binary,
                         "--bind",

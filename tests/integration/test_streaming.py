@@ -18,7 +18,7 @@ from models.output import render
 from models.synthetic import SyntheticConfig, generate
 from streams.app import CREDITS, DLQ, METRICS
 from streams.cli import engine_config, read_jsonl
-from streams.runtime import ReplayRun, replay_run
+from streams.runtime import ReplayRun, replay_run, stop_worker
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -116,6 +116,37 @@ def unique(messages: list[tuple[bytes, dict[str, str]]]) -> list[dict[str, Any]]
     return list(seen.values())
 
 
+@pytest.mark.chaos
+def test_worker_stopped_mid_stream_and_restarted(tmp_path: Path) -> None:
+    """SIGTERM a third of the way through, start a new worker: still exact.
+
+    Deselected by default: on Tansu, Faust 0.15.3 drops fetched messages after
+    (re)starts (faust #216/#221/#629); the pipeline's offset guards turn that
+    into restarts instead of loss, but convergence can exceed the timeout.
+    """
+    events = write_events(
+        tmp_path / "events.jsonl",
+        SyntheticConfig(seed=24, leads=1500, duplicates=0.02, shuffle=0.3, invalid=0.005),
+    )
+    total = sum(1 for line in events.open() if line.strip())
+    with replay_run(SETTINGS, partitions=4, model="full-path") as run:
+        run.send(events)
+        worker = run.start_worker()
+        wait_for_progress(run, total // 3)
+        stop_worker(worker)
+        run.start_worker()
+        replayed = collected(run)
+    assert_same(replayed, recompute(events, "full-path"))
+
+
+def wait_for_progress(run: ReplayRun, applied: int) -> None:
+    deadline = time.monotonic() + 120
+    while sum(n + 1 for n in run.applied().values()) < applied:
+        assert time.monotonic() < deadline, run.worker_logs()
+        time.sleep(0.2)
+
+
+@pytest.mark.chaos
 def test_worker_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
@@ -125,10 +156,7 @@ def test_worker_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
     with replay_run(SETTINGS, partitions=4, model="full-path") as run:
         run.send(events)
         worker = run.start_worker()
-        deadline = time.monotonic() + 120
-        while sum(n + 1 for n in run.applied().values()) < total // 3:
-            assert time.monotonic() < deadline, run.worker_logs()
-            time.sleep(0.2)
+        wait_for_progress(run, total // 3)
         worker.kill()  # SIGKILL: no shutdown, no commit
         worker.wait()
         run.start_worker()
