@@ -157,6 +157,10 @@ class Pipeline:
     """One worker's Faust app, its tables and agents, and the Redis sink."""
 
     def __init__(self, settings: Settings, broker: str, sink: RedisSink) -> None:
+        if settings.mapping != "contact-role":
+            # Leads subscribe to opportunities that name them; account-wide
+            # pooling needs an account-keyed exchange not built yet.
+            raise ValueError("the streaming path supports PP_MAPPING=contact-role only")
         self.settings = settings
         self.sink = sink
         self.bootstrap = broker.removeprefix("kafka://").replace(";", ",")
