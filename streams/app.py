@@ -30,7 +30,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import faust
 import orjson
@@ -84,6 +84,7 @@ CONSUMED = (*INPUT_TOPICS, *INTERNAL_TOPICS)
 TOPICS = (*CONSUMED, DLQ, CREDITS, METRICS)
 """Every topic the pipeline reads or writes."""
 POSITION_BITS = 40
+S = TypeVar("S", bound=Subject)
 WATCH_SECONDS = 1.0
 WATCH_TICKS = 15
 """Ticks with backlog and no progress before a worker counts as stuck."""
@@ -115,6 +116,26 @@ class Message(NamedTuple):
     def position(self) -> int:
         """A delivery position unique across the partitions of one topic."""
         return (self.partition << POSITION_BITS) | self.offset
+
+
+class Touched(Generic[S]):
+    """The subjects one batch touched: loaded from their table on first use."""
+
+    def __init__(
+        self,
+        table: TableT[bytes, bytes],
+        load: Callable[[bytes], S],
+        new: Callable[[str], S],
+    ) -> None:
+        self.table, self.load, self.new = table, load, new
+        self.states: dict[str, S] = {}
+
+    def __call__(self, key: str) -> S:
+        state = self.states.get(key)
+        if state is None:
+            raw = self.table.get(key.encode())
+            state = self.states[key] = self.load(raw) if raw is not None else self.new(key)
+        return state
 
 
 @dataclass
@@ -281,17 +302,10 @@ class Pipeline:
 
     async def _lead_batch(self, events: Sequence[EventT[bytes]]) -> None:
         batch = Batch()
-        touched: dict[str, LeadState] = {}
+        lead = Touched(self.lead_table, codec.load_lead, LeadState)
+        touched = lead.states
         self._refresh_registry()
         campaign_leads = self._campaign_index()
-
-        def lead(lead_id: str) -> LeadState:
-            state = touched.get(lead_id)
-            if state is None:
-                raw = self.lead_table.get(lead_id.encode())
-                state = codec.load_lead(raw) if raw is not None else LeadState(lead_id)
-                touched[lead_id] = state
-            return state
 
         def one(message: Message) -> None:
             if self._topic_kind.get(message.topic) == "leads":
@@ -445,15 +459,8 @@ class Pipeline:
 
     async def _opportunity_batch(self, events: Sequence[EventT[bytes]]) -> None:
         batch = Batch()
-        touched: dict[str, OpportunityState] = {}
-
-        def opportunity(opp_id: str) -> OpportunityState:
-            state = touched.get(opp_id)
-            if state is None:
-                raw = self.opportunity_table.get(opp_id.encode())
-                state = codec.load_opportunity(raw) if raw is not None else OpportunityState(opp_id)
-                touched[opp_id] = state
-            return state
+        opportunity = Touched(self.opportunity_table, codec.load_opportunity, OpportunityState)
+        touched = opportunity.states
 
         def one(message: Message) -> None:
             if self._topic_kind.get(message.topic) == "opportunities":
