@@ -9,7 +9,6 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -24,59 +23,24 @@ from aiokafka import (  # type: ignore[import-untyped]
 )
 
 from models.contrib import Contribution, CreditLine, MetricKey
-from models.engine import Engine
-from models.parse import Rejection, parse_event
-from models.synthetic import SyntheticConfig, generate
+from models.synthetic import SyntheticConfig
 from sinks.forwarder import CREDITS_TOPIC, METRICS_TOPIC, AiokafkaOutput, OutboxForwarder
 from sinks.redis_sink import DeadLetter, RedisSink
 from streams.embedded import EmbeddedBroker
+from tests.integration.engine_batches import TOPIC, Batch, engine_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BATCH = 100
-TOPIC = "leads"
-
-
-@dataclass(frozen=True)
-class Batch:
-    contributions: dict[str, Contribution]
-    dead_letters: list[DeadLetter]
-    offsets: dict[tuple[str, int], int]
-
-
-def current(engine: Engine) -> dict[str, Contribution]:
-    out = {f"lead:{k}": s.contribution for k, s in engine.leads.items()}
-    out.update({f"opportunity:{k}": s.contribution for k, s in engine.opportunities.items()})
-    out.update({f"{t}:{k}": s.contribution for (t, k), s in engine.others.items()})
-    return out
 
 
 @cache
 def engine_batches() -> list[Batch]:
     """A small synthetic stream through the engine, settled every 100 events."""
     config = SyntheticConfig(seed=11, leads=80, duplicates=0.03, shuffle=0.3, invalid=0.02)
-    items = [
-        parse_event(item.encode() if isinstance(item, str) else orjson.dumps(item))
-        for item in generate(config)
-    ]
-    engine = Engine()
-    sent: dict[str, Contribution] = {}
-    batches = []
-    for start in range(0, len(items), BATCH):
-        dead = []
-        for offset in range(start, min(start + BATCH, len(items))):
-            item = items[offset]
-            if isinstance(item, Rejection):
-                engine.reject(item)
-                dead.append(DeadLetter(TOPIC, 0, offset, item.reason))
-            else:
-                engine.ingest(item, offset)
-        engine.settle()
-        changed = {s: c for s, c in current(engine).items() if sent.get(s) != c}
-        sent.update(changed)
-        batches.append(Batch(changed, dead, {(TOPIC, 0): min(start + BATCH, len(items))}))
-    assert len(batches) >= 5 and any(b.dead_letters for b in batches)
+    batches = engine_run(config, BATCH).batches
+    assert len(batches) >= 5
     return batches
 
 

