@@ -260,6 +260,7 @@ class ReplayRun:
         self.logs = logs
         self.workers: list[subprocess.Popen[bytes]] = []
         self.restarts = 0
+        self.delete_keys = False
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
@@ -302,21 +303,23 @@ class ReplayRun:
             sink: RedisSink,
         ) -> tuple[dict[MetricKey, int], dict[str, dict[str, Fraction]]]:
             await wait_until_applied(self.settings, self.endpoints, sink, timeout)
-            result = await sink.read_metrics(), await sink.read_credits()
-            if not keep:
-                await sink.delete_all()
-            return result
+            return await sink.read_metrics(), await sink.read_credits()
 
+        self.delete_keys = not keep
         return asyncio.run(self._with_sink(read))
 
     def worker_logs(self, tail: int = 3000) -> str:
         return "\n".join(p.read_text()[-tail:] for p in sorted(self.logs.glob("worker-*.log")))
 
     def stop(self) -> None:
+        """Stop the workers, then (unless kept) remove the run's Redis keys: a
+        running worker's forwarder would recreate its outbox."""
         self._stopping.set()
         with self._lock:
             for process in self.workers:
                 stop_worker(process)
+        if self.delete_keys:
+            asyncio.run(self._with_sink(lambda sink: sink.delete_all()))
 
     async def _with_sink(self, use: Callable[[RedisSink], Awaitable[_T]]) -> _T:
         sink = sink_for(self.settings, self.endpoints.redis_url)
