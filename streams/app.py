@@ -332,7 +332,6 @@ class Pipeline:
             batch.contributions[f"lead:{lead_id}"] = state.contribution
             # Resend to every subscriber, not only the ones `outbox` says lack
             # the version: a snapshot lost in a crash is repaired by the replay.
-            state.outbox()
             snapshot = state.snapshot
             assert snapshot is not None
             payload = {

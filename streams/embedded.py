@@ -23,7 +23,8 @@ in ``docs/streaming-spike.md``:
 * ``ListOffsets(LATEST)`` returns *base offset of the last record batch + 1*,
   not the log-end offset (the Fetch response high watermark is right) -- use
   :func:`end_offsets` instead of ``AIOKafkaConsumer.end_offsets``; faust's
-  table recovery reads that value, see :data:`FAUST_SETTINGS_FOR_TANSU`;
+  table recovery reads that value, so producers must send one record per
+  batch (``Settings.single_record_batches``);
 * a JoinGroup is answered only after ``session_timeout / 2``, so keep
   consumer session timeouts short (6 s -> 3 s joins);
 * unknown topics are auto-created with 4 partitions on first Metadata request.
@@ -44,15 +45,14 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from types import MappingProxyType, TracebackType
-from typing import Any, Final, TypeVar
+from types import TracebackType
+from typing import Any, TypeVar
 
 # aiokafka ships no py.typed marker; its admin objects are used as ``Any``.
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
 __all__ = [
-    "FAUST_SETTINGS_FOR_TANSU",
     "BrokerStartError",
     "EmbeddedBroker",
     "EmbeddedRedis",
@@ -80,33 +80,6 @@ _TANSU_ENV_VARS = (
     "STORAGE_ENGINE",
     "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
-)
-
-#: faust ``App`` settings that were needed to run against the embedded broker.
-#: Merge them into the app's settings in dev/tests (``faust.App(id, **FAUST...)``).
-FAUST_SETTINGS_FOR_TANSU: Final[Mapping[str, Any]] = MappingProxyType(
-    {
-        # Single broker: replication factor > 1 cannot be satisfied.
-        "topic_replication_factor": 1,
-        # Tansu answers JoinGroup after session_timeout/2: faust's 60 s default
-        # means a 30 s wait per (re)join; 6 s gives 3 s joins and lets a
-        # SIGKILLed worker's membership expire quickly.
-        "broker_session_timeout": 6.0,
-        "broker_heartbeat_interval": 1.0,
-        "broker_rebalance_timeout": 6.0,
-        # Transactions / idempotent producer are not implemented by Tansu.
-        "processing_guarantee": "at_least_once",
-        # One worker: standby replicas only cost an extra changelog reader.
-        "table_standby_replicas": 0,
-        # One record per produced batch. Tansu's ListOffsets(LATEST) reports
-        # the last *batch* start + 1, so faust's changelog recovery stops
-        # early and silently drops the tail of multi-record batches (seen:
-        # 3-8 lost table updates per restart). Costs produce throughput.
-        "producer_max_batch_size": 1,
-        "consumer_auto_offset_reset": "earliest",
-        # Tests run several workers per host; the web server is not needed.
-        "web_enabled": False,
-    }
 )
 
 #: Kafka error code for TOPIC_ALREADY_EXISTS; creating topics is idempotent.

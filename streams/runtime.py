@@ -180,7 +180,13 @@ async def send_file(path: Path, settings: Settings, bootstrap: str) -> dict[str,
 
 
 async def end_offsets(bootstrap: str, topics: Mapping[str, int]) -> dict[tuple[str, int], int]:
-    """The next offset of every partition (so the last message is `end - 1`)."""
+    """The next offset of every partition (so the last message is `end - 1`).
+
+    Plain ListOffsets, polled twice a second by `replay`: right on Tansu
+    because our producers send one record per batch there
+    (`Settings.single_record_batches`).  `embedded.end_offsets` is right for
+    any producer but fetches per partition, which doubles replay's wait.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -17,9 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import (  # type: ignore[import-untyped]
-    AIOKafkaConsumer,
     AIOKafkaProducer,
-    TopicPartition,
 )
 
 from models.contrib import Contribution, CreditLine, MetricKey
@@ -28,6 +26,7 @@ from sinks.forwarder import CREDITS_TOPIC, METRICS_TOPIC, AiokafkaOutput, Outbox
 from sinks.redis_sink import DeadLetter, RedisSink
 from streams.embedded import EmbeddedBroker
 from tests.integration.engine_batches import TOPIC, Batch, engine_run
+from tests.integration.kafka_topics import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -333,24 +332,6 @@ async def test_a_deleted_outbox_is_recreated(sink: RedisSink) -> None:
 # --- (d) end to end through the embedded broker ---------------------------------------
 
 
-async def read_topic(bootstrap: str, topic: str, partitions: int, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 60
-        while len(out) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(*tps, timeout_ms=1000)
-            for records in batch.values():
-                out += [(topic, r.key, r.value) for r in records]
-        return out
-    finally:
-        await consumer.stop()
-
-
 async def test_end_to_end_through_the_embedded_broker(sink: RedisSink, tmp_path: Path) -> None:
     entries = await apply_all(sink)
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
@@ -376,8 +357,11 @@ async def test_end_to_end_through_the_embedded_broker(sink: RedisSink, tmp_path:
         assert await outbox_state(sink) == (0, 0)
         n_metrics = sum(1 for t, _, _ in counted.messages if t == METRICS_TOPIC)
         n_credits = len(counted.messages) - n_metrics
-        got = await read_topic(broker.bootstrap, METRICS_TOPIC, 2, n_metrics)
-        got += await read_topic(broker.bootstrap, CREDITS_TOPIC, 2, n_credits)
+        got = [
+            (topic, r.key, r.value)
+            for topic, n in ((METRICS_TOPIC, n_metrics), (CREDITS_TOPIC, n_credits))
+            for r in await read_topic(broker.bootstrap, topic, 2, n)
+        ]
     assert len(got) == len(counted.messages)
     assert sorted(got) == sorted(counted.messages)
     await assert_sums_match(sink, got)
