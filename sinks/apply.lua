@@ -9,9 +9,20 @@
 -- ARGV[2]  batch JSON:
 --   {"s": [[subject, metrics, [[touch id, credit line JSON], ...]], ...],
 --    "d": [[source "topic|partition|offset", reason], ...],
---    "o": [["topic|partition", offset], ...]}
+--    "o": [["topic|partition", offset], ...],
+--    "st": [[op, key, field, value], ...],
+--    "f": [owners key, token, [partition, ...]],
+--    "x": [["topic|partition", first offset], ...]}
 --   subject and scopes arrive percent-encoded (sinks/keys.py); `metrics` is the
 --   JSON text [[scope, metric, value], ...] stored as is ("" = no metrics).
+--   "st" (optional): subject state written with the batch; op "h" is
+--   HSET key field value, "s" is SADD key field (streams/state.py).
+--   "f" (optional): the fence.  Every partition must be owned by `token` in
+--   the owners hash, else the script writes nothing and fails with FENCED: a
+--   worker that lost its partitions cannot write over their new owner.
+--   "x" (optional): the batch's first offset per partition; each must follow
+--   the applied offset (or the partition have none), else the script writes
+--   nothing and fails with OFFSETS: no message is applied twice or skipped.
 -- ARGV[3]  approximate MAXLEN of the changes stream
 --
 -- Returns {metric changes {scope, metric, new value, delta},
@@ -54,6 +65,25 @@ local function unescape(s)
 end
 
 local function int(x) return string.format('%d', x) end
+
+-- Phase 0: checks ------------------------------------------------------------
+
+local offsets_key = prefix .. 'offsets'
+if batch.f then
+  local owners, token = batch.f[1], batch.f[2]
+  for _, p in ipairs(batch.f[3]) do
+    if redis.call('HGET', owners, tostring(p)) ~= token then
+      return redis.error_reply('FENCED partition ' .. tostring(p) .. ' has another owner')
+    end
+  end
+end
+for _, x in ipairs(batch.x or {}) do
+  local current = tonumber(redis.call('HGET', offsets_key, x[1]))
+  if current ~= nil and x[2] ~= current + 1 then
+    return redis.error_reply(string.format('OFFSETS %s: applied up to %d, batch starts at %d',
+      x[1], current, x[2]))
+  end
+end
 
 -- Phase 1: read, diff ---------------------------------------------------------
 
@@ -111,7 +141,6 @@ for _, d in ipairs(batch.d) do
   end
 end
 
-local offsets_key = prefix .. 'offsets'
 for _, o in ipairs(batch.o) do
   local current = tonumber(redis.call('HGET', offsets_key, o[1]))
   if current == nil or o[2] > current then
@@ -120,6 +149,14 @@ for _, o in ipairs(batch.o) do
 end
 
 -- Phase 2: write --------------------------------------------------------------
+
+for _, w in ipairs(batch.st or {}) do
+  if w[1] == 'h' then
+    redis.call('HSET', w[2], w[3], w[4])
+  elseif w[1] == 's' then
+    redis.call('SADD', w[2], w[3])
+  end
+end
 
 for _, w in ipairs(writes) do
   if w[1] == 'contrib' then

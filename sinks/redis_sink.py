@@ -37,6 +37,8 @@ from sinks.keys import DEFAULT_PREFIX, Keys, escape_named, unescape_named
 
 __all__ = [
     "DeadLetter",
+    "Fence",
+    "FencedError",
     "MetricUpdate",
     "RedisSink",
     "SinkResult",
@@ -94,6 +96,20 @@ class SinkResult:
     outbox_ids: list[str] = field(default_factory=list)
     """Entries added to the outbox (one per script call that changed a metric or credit)."""
     calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may write a batch: `token` must own each of `partitions` in hash `key`."""
+
+    key: str
+    token: str
+    partitions: frozenset[int]
+
+
+class FencedError(Exception):
+    """The sink refused a batch: its partitions have another owner, or its offsets
+    do not follow the applied ones.  The worker's view is stale; it must not go on."""
 
 
 class SinkUnavailableError(Exception):
@@ -209,14 +225,23 @@ class RedisSink:
         offsets: Mapping[tuple[str, int], int],
         *,
         causes: Mapping[str, str] | None = None,
+        states: Sequence[tuple[str, str, str, str]] = (),
+        fence: Fence | None = None,
+        first: Mapping[tuple[str, int], int] | None = None,
     ) -> SinkResult:
         """Publish the absolute contributions of `contributions`' subjects.
 
         `dead_letters` are counted once per source offset; `offsets` (topic,
-        partition) -> offset raise ``pp:offsets`` to at least that value, in
-        the last script call of the batch, after every contribution.
-        `causes` (subject -> event id) names the event behind each subject's
-        credit changes, in the returned deltas and the outbox.
+        partition) -> offset raise ``pp:offsets`` to at least that value, and
+        `states` (streams/state.py) are written, in the last script call of
+        the batch, after every contribution.  `causes` (subject -> event id)
+        names the event behind each subject's credit changes, in the returned
+        deltas and the outbox.
+
+        `fence` and `first` (topic, partition) -> the batch's first offset
+        make every call check, before writing anything, that this worker
+        still owns the partitions and that the batch follows what was
+        applied; else `FencedError`.
 
         One script call per `max_subjects_per_call` subjects (one for any
         ordinary batch); each call is atomic and idempotent, so a crash
@@ -226,22 +251,30 @@ class RedisSink:
         causes = causes or {}
         encoded = [_encode_subject(s, contributions[s], causes.get(s, "")) for s in subjects]
         dlq = [[d.source, d.reason] for d in dead_letters]
-        offs = [
-            [f"{topic}|{partition}", _exact(off)] for (topic, partition), off in offsets.items()
-        ]
+        offs = [[_tp(tp), _exact(off)] for tp, off in offsets.items()]
+        checks: dict[str, Any] = {}
+        if fence is not None:
+            checks["f"] = [fence.key, fence.token, sorted(fence.partitions)]
+        if first:
+            checks["x"] = [[_tp(tp), _exact(off)] for tp, off in first.items()]
         step = self.max_subjects_per_call
         chunks = [encoded[i : i + step] for i in range(0, len(encoded), step)] or [[]]
         result = SinkResult()
         for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
-            batch = {"s": chunk, "d": dlq if last else [], "o": offs if last else []}
-            payload = orjson.dumps(batch)
-            reply = await self._retrying(partial(self._call, payload))
+            batch: dict[str, Any] = {"s": chunk, "d": [], "o": [], **checks}
+            if i == len(chunks) - 1:
+                batch.update(d=dlq, o=offs, st=states)
+            reply = await self._retrying(partial(self._call, orjson.dumps(batch)))
             _collect(result, reply)
         return result
 
     async def _call(self, payload: bytes) -> Any:
-        return await self._script(args=[self.keys.prefix, payload, self.stream_maxlen])
+        try:
+            return await self._script(args=[self.keys.prefix, payload, self.stream_maxlen])
+        except rexc.ResponseError as exc:
+            if str(exc).startswith(("FENCED", "OFFSETS")):
+                raise FencedError(str(exc)) from exc
+            raise
 
     async def _retrying(self, fn: Callable[[], Awaitable[_T]]) -> _T:
         """`fn()` until it succeeds, with capped exponential back-off."""
@@ -333,6 +366,10 @@ class RedisSink:
 
 
 # --- encoding -----------------------------------------------------------------
+
+
+def _tp(tp: tuple[str, int]) -> str:
+    return f"{tp[0]}|{tp[1]}"
 
 
 def _exact(value: int) -> int:

@@ -75,7 +75,7 @@ def run_bench(
 
 
 def _first_applied(run: ReplayRun, since: float) -> float:
-    """When the worker applied its first batch: Faust's start-up is not throughput."""
+    """When the worker applied its first batch: start-up is not throughput."""
     while not run.applied():
         if time.monotonic() - since > 120:
             raise TimeoutError(run.worker_logs())
@@ -88,9 +88,7 @@ async def _baseline(run: ReplayRun, path: Path, count: int) -> float:
     topic = run.settings.topic("bench-baseline")
     bootstrap = run.endpoints.bootstrap
     await create_topics(bootstrap, {topic: run.settings.partitions})
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, max_batch_size=run.settings.producer_batch_bytes
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
         pending = [await producer.send(topic, line.rstrip(b"\n")) for line in path.open("rb")]
@@ -120,9 +118,7 @@ async def _baseline(run: ReplayRun, path: Path, count: int) -> float:
 async def _latency(run: ReplayRun, rate: float, seconds: float) -> list[float]:
     """Touches at `rate`/s; latency = produce ack → offset applied in Redis."""
     topic = run.settings.topic("leads")
-    producer = AIOKafkaProducer(
-        bootstrap_servers=run.endpoints.bootstrap, max_batch_size=run.settings.producer_batch_bytes
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=run.endpoints.bootstrap)
     await producer.start()
     sent: dict[tuple[str, int], list[tuple[int, float]]] = {}
     try:

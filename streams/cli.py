@@ -147,7 +147,7 @@ def generate(
 
 @main.command()
 def worker() -> None:
-    """Run a Faust worker (configured by PP_* environment variables)."""
+    """Run a worker (configured by PP_* environment variables)."""
     with infrastructure(Settings()) as (settings, endpoints):
         if settings.broker is None:
             click.echo(f"embedded broker: {endpoints.broker}", err=True)

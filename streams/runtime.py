@@ -23,7 +23,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TypeVar
 
-import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
@@ -31,9 +30,10 @@ from models.contrib import MetricKey
 from models.events import ROUTES, route
 from models.parse import Rejection, parse_event
 from sinks.redis_sink import RedisSink
-from streams.app import CONSUMED, RESTART_EXIT_CODE, TOPICS, Pipeline
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, create_topics
+from streams.processing import CONSUMED
 from streams.settings import Settings
+from streams.worker import RESTART_EXIT_CODE, Worker, all_topics
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -52,17 +52,9 @@ class Endpoints:
 
 @contextlib.contextmanager
 def infrastructure(settings: Settings) -> Iterator[tuple[Settings, Endpoints]]:
-    """The configured broker and Redis, or embedded ones started (and stopped) here.
-
-    Returns the settings to run with: on the embedded broker they switch on
-    `single_record_batches` (see `Settings`).
-    """
+    """The configured broker and Redis, or embedded ones started (and stopped) here."""
     with contextlib.ExitStack() as stack:
-        if settings.broker is None:
-            broker = stack.enter_context(EmbeddedBroker()).url
-            settings = settings.model_copy(update={"single_record_batches": True})
-        else:
-            broker = settings.broker
+        broker = settings.broker or stack.enter_context(EmbeddedBroker()).url
         redis_url = settings.redis_url or stack.enter_context(EmbeddedRedis()).url
         yield settings, Endpoints(broker, redis_url)
 
@@ -75,19 +67,25 @@ def sink_for(settings: Settings, redis_url: str, max_wait: float | None = None) 
     )
 
 
-def all_topics(settings: Settings) -> dict[str, int]:
-    """Every topic the pipeline uses, with the partition count it needs."""
-    return {settings.topic(name): settings.partitions for name in TOPICS}
-
-
 def run_worker(settings: Settings, endpoints: Endpoints) -> None:
-    """Create the topics, then run a Faust worker in this process until signalled."""
-    asyncio.run(create_topics(endpoints.bootstrap, all_topics(settings)))
-    if settings.data_dir is None:  # memory store: nothing to keep, one dir per process
-        settings = settings.model_copy(update={"data_dir": tempfile.mkdtemp(prefix="pp-worker-")})
-    pipeline = Pipeline(settings, endpoints.broker, sink_for(settings, endpoints.redis_url))
-    worker = faust.Worker(pipeline.app, loglevel=os.environ.get("PP_LOGLEVEL", "warning"))
-    worker.execute_from_commandline()
+    """Run a worker in this process until SIGTERM or SIGINT."""
+    logging.basicConfig(
+        level=os.environ.get("PP_LOGLEVEL", "warning").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        sink = sink_for(settings, endpoints.redis_url)
+        try:
+            await Worker(settings, endpoints.bootstrap, sink).run(stop)
+        finally:
+            await sink.close()
+
+    asyncio.run(main())
 
 
 def spawn_worker(
@@ -120,7 +118,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM (Faust shuts down cleanly, committing offsets), SIGKILL after `timeout`."""
+    """SIGTERM (the worker finishes its batch and leaves the group), SIGKILL after `timeout`."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -154,7 +152,6 @@ async def send_file(path: Path, settings: Settings, bootstrap: str) -> dict[str,
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         linger_ms=20,
-        max_batch_size=settings.producer_batch_bytes,
         acks="all",
         **settings.aiokafka_security(),
     )
@@ -179,78 +176,63 @@ async def send_file(path: Path, settings: Settings, bootstrap: str) -> dict[str,
     return counts
 
 
-async def end_offsets(bootstrap: str, topics: Mapping[str, int]) -> dict[tuple[str, int], int]:
-    """The next offset of every partition (so the last message is `end - 1`).
+class EndOffsets:
+    """The log-end offset of many partitions, polled cheaply and right on any broker.
 
-    Plain ListOffsets, polled twice a second by `replay`: right on Tansu
-    because our producers send one record per batch there
-    (`Settings.single_record_batches`).  `embedded.end_offsets` is right for
-    any producer but fetches per partition, which doubles replay's wait.
+    A consumer assigned to every partition, positioned at its end, reads the
+    high watermark from each fetch response.  (Tansu answers ListOffsets
+    with the last record batch's base offset + 1, short of the end whenever
+    a producer batched several records; its fetch high watermark is right.)
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
-        ends = await consumer.end_offsets(tps)
-        return {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
+
+    def __init__(self, bootstrap: str, topics: Mapping[str, int]) -> None:
+        self.tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+        )
+
+    async def __aenter__(self) -> EndOffsets:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        await self.consumer.seek_to_end(*self.tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def read(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> next offset, once every partition has answered a fetch."""
+        while True:
+            await self.consumer.getmany(timeout_ms=100)
+            ends = {tp: self.consumer.highwater(tp) for tp in self.tps}
+            if all(end is not None for end in ends.values()):
+                return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
 
 async def wait_until_applied(
     settings: Settings, endpoints: Endpoints, sink: RedisSink, timeout: float
 ) -> None:
-    """Block until every message of every topic the workers read has been processed.
+    """Block until every message of every topic the workers read has been applied.
 
-    The test is the consumer group's *committed* offsets reaching the end of
-    every partition: Faust commits a message only after its batch's sink call
-    and after flushing what the batch produced, so nothing is in flight then;
-    and the outbox being empty, so the Kafka outputs have caught up too.
-    (The sink's applied offsets are not enough: after a crash they can be
-    ahead of what the replacement worker has recovered and reprocessed.)
+    Redis records the offsets it applied atomically with their effects, so
+    the test is the applied offsets reaching the end of every partition (the
+    internal topics included: what a batch produced is on the broker before
+    the batch is applied), twice in a row, and the outbox being empty, so the
+    Kafka outputs have caught up too.
     """
     topics = {settings.topic(name): settings.partitions for name in CONSUMED}
     deadline = time.monotonic() + timeout
     settled = 0
-    while settled < 2:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not applied within {timeout:.0f}s")
-        ends = await end_offsets(endpoints.bootstrap, topics)
-        committed = await committed_offsets(endpoints.bootstrap, settings.app_id, list(ends))
-        applied = await sink.read_offsets()
-        done = (
-            all(
-                committed.get(tp, 0) >= end and applied.get(tp, -1) >= end - 1
-                for tp, end in ends.items()
-                if end > 0
-            )
-            and await sink.outbox_length() == 0
-        )
-        settled = settled + 1 if done else 0
-        await asyncio.sleep(0.5)
-
-
-async def committed_offsets(
-    bootstrap: str, group: str, partitions: list[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    """The group's committed offsets (the next offset it will read), 0 where none.
-
-    A consumer with the group id that never subscribes does not join the
-    group; it only asks the coordinator (the admin client's OffsetFetch does
-    not parse Tansu's answer).
-    """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        out = {}
-        for topic, partition in partitions:
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            out[(topic, partition)] = int(offset or 0)
-        return out
-    finally:
-        await consumer.stop()
+    async with EndOffsets(endpoints.bootstrap, topics) as ends:
+        while settled < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not applied within {timeout:.0f}s")
+            end = await ends.read()
+            applied = await sink.read_offsets()
+            done = all(applied.get(tp, -1) >= e - 1 for tp, e in end.items() if e > 0)
+            done = done and await sink.outbox_length() == 0
+            settled = settled + 1 if done else 0
+            await asyncio.sleep(0.2)
 
 
 class ReplayRun:

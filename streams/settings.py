@@ -9,8 +9,6 @@ from __future__ import annotations
 import ssl
 from typing import Any, Literal
 
-import faust
-from faust.types.auth import CredentialsT
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -38,32 +36,17 @@ class Settings(BaseSettings):
     app_id: str = "partnerpulse"
     topic_prefix: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
-    store: str = Field(default="memory://", description="memory:// or rocksdb://")
-    data_dir: str | None = Field(
-        default=None, description="Faust data dir (RocksDB); unset = a fresh temp dir"
-    )
     key_prefix: str = "pp:"
     batch_size: int = Field(default=500, ge=1)
-    batch_within: float = Field(default=0.2, gt=0)
+    batch_within: float = Field(
+        default=0.05, gt=0, description="Seconds a poll waits for messages before a batch"
+    )
     max_message_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
     model: Literal["w-shaped", "full-path"] = "w-shaped"
     mapping: Literal["contact-role", "account"] = "contact-role"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     session_timeout: float = Field(default=10.0, gt=0)
-    single_record_batches: bool = Field(
-        default=False,
-        description=(
-            "Produce one record per batch. Needed on Tansu (the embedded broker), whose "
-            "ListOffsets answers the last batch's base offset + 1: with multi-record "
-            "batches Faust's table recovery would stop short of the changelog's end."
-        ),
-    )
-
-    @property
-    def producer_batch_bytes(self) -> int:
-        """aiokafka's max_batch_size: 1 byte means one record per batch."""
-        return 1 if self.single_record_batches else 256 * 1024
 
     def topic(self, name: str) -> str:
         """The broker-side name of one of our topics."""
@@ -89,24 +72,3 @@ class Settings(BaseSettings):
             if self.kafka_sasl_password:
                 options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return options
-
-    def broker_credentials(self) -> CredentialsT | None:
-        """Faust broker credentials; `None` for PLAINTEXT."""
-        protocol = self.kafka_security_protocol
-        if protocol == "PLAINTEXT":
-            return None
-
-        context = (
-            ssl.create_default_context(cafile=self.kafka_ssl_ca) if "SSL" in protocol else None
-        )
-        if protocol.startswith("SASL"):
-            password = (
-                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
-            )
-            return faust.SASLCredentials(
-                username=self.kafka_sasl_username or "",
-                password=password,
-                ssl_context=context,
-                mechanism=self.kafka_sasl_mechanism,
-            )
-        return faust.SSLCredentials(context)

@@ -17,8 +17,8 @@ import pytest
 from models.engine import Engine
 from models.output import render
 from models.synthetic import SyntheticConfig, generate
-from streams.app import CREDITS, DLQ, METRICS
 from streams.cli import engine_config, read_jsonl
+from streams.processing import CREDITS, DLQ, METRICS
 from streams.runtime import ReplayRun, replay_run, stop_worker
 from streams.settings import Settings
 from tests.integration.kafka_topics import read_topic
@@ -124,12 +124,7 @@ def test_worker_stopped_mid_stream_and_restarted(
     tmp_path: Path, stop: Callable[[subprocess.Popen[bytes]], object]
 ) -> None:
     """Stop (SIGTERM) or kill (SIGKILL: no shutdown, no commit) the worker a
-    third of the way through, start a new one: still exact.
-
-    Deselected by default: on Tansu, Faust 0.15.3 drops fetched messages after
-    (re)starts (faust #216/#221/#629); the pipeline's offset guards turn that
-    into restarts instead of loss, but convergence can exceed the timeout.
-    """
+    third of the way through, start a new one: still exact."""
     events = write_events(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=24, leads=1500, duplicates=0.02, shuffle=0.3, invalid=0.005),

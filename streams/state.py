@@ -1,0 +1,106 @@
+"""Subject state in Redis, written in the same Lua call as the metrics and offsets.
+
+A worker reads the states one batch touches (one pipelined round trip),
+the engine settles them, and `RedisSink.apply` writes the new states
+together with the batch's contributions and applied offsets, atomically
+(docs/guarantees.md).  So the state Redis holds is always exactly the state
+after the offsets Redis holds: a crash anywhere leaves nothing to recover
+and nothing applied twice.
+
+| key | type | content |
+|---|---|---|
+| ``<prefix>state:lead`` | hash | lead id -> `codec.dump_lead` |
+| ``<prefix>state:opportunity`` | hash | opportunity id -> `codec.dump_opportunity` |
+| ``<prefix>state:other`` | hash | account/campaign/partner/referral key -> {kind: subject} |
+| ``<prefix>state:registry`` | hash | campaign -> latest registry entry (JSON) |
+| ``<prefix>state:campaign:<campaign>`` | set | lead ids that touched the campaign |
+| ``<prefix>owners`` | hash | partition number -> token of the worker that owns it |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, cast
+
+from redis.asyncio import Redis
+
+from sinks.keys import escape
+
+KINDS: Final = ("lead", "opportunity", "other")
+
+StateWrite = tuple[str, str, str, str]
+"""(op, key, field or member, value): ``h`` = HSET key field value, ``s`` = SADD key member."""
+
+
+class StateKeys:
+    """Key names of the state layout above, under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.registry = f"{prefix}state:registry"
+        self.owners = f"{prefix}owners"
+
+    def subjects(self, kind: str) -> str:
+        return f"{self.prefix}state:{kind}"
+
+    def campaign(self, campaign: str) -> str:
+        return f"{self.prefix}state:campaign:{escape(campaign)}"
+
+
+class StateStore:
+    """Reads of subject state; writes go through the sink, with the batch."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self.client = client
+        self.keys = StateKeys(prefix)
+
+    async def load(
+        self, wanted: dict[str, set[str]], campaigns: Iterable[str] = ()
+    ) -> tuple[dict[str, dict[str, bytes]], dict[str, bytes]]:
+        """States of `wanted` (kind -> ids) and registry entries of `campaigns`.
+
+        One round trip; absent ids are left out.
+        """
+        asked = [(kind, sorted(ids)) for kind, ids in wanted.items() if ids]
+        names = sorted(set(campaigns))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for kind, ids in asked:
+                pipe.hmget(self.keys.subjects(kind), ids)
+            if names:
+                pipe.hmget(self.keys.registry, names)
+            replies = await pipe.execute()
+        states: dict[str, dict[str, bytes]] = {kind: {} for kind in KINDS}
+        for (kind, ids), values in zip(asked, replies, strict=False):
+            states[kind] = {i: v for i, v in zip(ids, values, strict=True) if v is not None}
+        registry = (
+            {c: v for c, v in zip(names, replies[-1], strict=True) if v is not None}
+            if names
+            else {}
+        )
+        return states, registry
+
+    async def campaign_leads(self, campaigns: Sequence[str]) -> dict[str, set[str]]:
+        """Lead ids that ever touched each campaign (for re-settling on a registry change)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for campaign in campaigns:
+                pipe.smembers(self.keys.campaign(campaign))
+            replies = await pipe.execute()
+        return {
+            campaign: {_text(m) for m in members}
+            for campaign, members in zip(campaigns, replies, strict=True)
+        }
+
+    async def registry(self) -> dict[str, bytes]:
+        """Every registry entry (a worker's start)."""
+        raw = await self.client.hgetall(self.keys.registry)
+        return {_text(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
+
+    async def claim(self, partitions: Iterable[int], token: str) -> None:
+        """Make `token` the owner of `partitions`: the sink refuses other tokens' batches."""
+        mapping = {str(p): token for p in partitions}
+        if mapping:
+            await self.client.hset(self.keys.owners, mapping=cast(Any, mapping))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,251 @@
+"""The worker: consume, process, produce, apply to Redis; Redis is the checkpoint.
+
+One aiokafka consumer in the group reads every topic of the pipeline
+(co-partitioned: the range assignor gives a worker the same partition
+numbers of every topic, so a lead's events, commands and state all belong to
+one worker).  Each poll is one batch, processed by `Processor`
+(streams/processing.py) with `concurrency` 1 by construction:
+
+1. load the touched subjects' state from Redis;
+2. ingest and settle in the engine;
+3. produce internal messages and dead letters, and wait for the broker's
+   acknowledgements;
+4. one atomic Lua call: contributions, new states, dead-letter counts and
+   the batch's offsets, fenced by partition ownership and offset continuity.
+
+Redis therefore holds, at every instant, the state and the metrics of exactly
+the offsets it records as applied.  On assignment a worker claims its
+partitions in Redis (fencing out any previous owner) and seeks each to the
+offset after the applied one; Kafka's committed offsets are written too, but
+only for lag monitoring.  A crash anywhere loses nothing and applies nothing
+twice (docs/guarantees.md).  Why not Faust: docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
+from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untyped]
+    RangePartitionAssignor,
+)
+
+from sinks.forwarder import AiokafkaOutput, OutboxForwarder
+from sinks.redis_sink import Fence, FencedError, RedisSink
+from streams.embedded import create_topics
+from streams.processing import CONSUMED, CREDITS, DLQ, METRICS, TOPICS, Batch, Message, Processor
+from streams.settings import Settings
+from streams.state import StateStore
+
+log = logging.getLogger(__name__)
+
+RESTART_EXIT_CODE = 70
+"""A worker exits with this to be restarted: it stopped before applying, on purpose."""
+COMMIT_SECONDS = 1.0
+
+
+def all_topics(settings: Settings) -> dict[str, int]:
+    """Every topic the pipeline uses, with the partition count it needs."""
+    return {settings.topic(name): settings.partitions for name in TOPICS}
+
+
+class Worker:
+    """One worker process's pipeline."""
+
+    def __init__(self, settings: Settings, bootstrap: str, sink: RedisSink) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.sink = sink
+        self.store = StateStore(sink.client, settings.key_prefix)
+        self.processor = Processor(settings, self.store)
+        self.token = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.applied: dict[TopicPartition, int] = {}
+        """Next offset per partition, after what this worker applied (to commit)."""
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until `stop` is set; then finish the batch in hand and leave cleanly."""
+        settings = self.settings
+        await create_topics(self.bootstrap, all_topics(settings))
+        security = settings.aiokafka_security()
+        timeout_ms = int(settings.session_timeout * 1000)
+        self._producer = producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, **security
+        )
+        self._consumer = consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=settings.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=timeout_ms,
+            # Tansu answers a join only after half the rebalance timeout.
+            rebalance_timeout_ms=timeout_ms,
+            heartbeat_interval_ms=min(1000, timeout_ms // 4),
+            fetch_max_wait_ms=int(settings.batch_within * 1000),
+            max_partition_fetch_bytes=4 * settings.max_message_bytes * settings.batch_size,
+            **security,
+        )
+        await producer.start()
+        await self.processor.start()
+        consumer.subscribe([settings.topic(name) for name in CONSUMED], listener=_Rebalance(self))
+        await consumer.start()
+        forwarding = asyncio.create_task(self._forward_outbox(stop))
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                records = await consumer.getmany(
+                    timeout_ms=int(settings.batch_within * 1000),
+                    max_records=settings.batch_size,
+                )
+                if records:
+                    async with self._lock:
+                        await self._handle(records)
+                if time.monotonic() - last_commit >= COMMIT_SECONDS:
+                    await self._commit(consumer.assignment())
+                    last_commit = time.monotonic()
+        finally:
+            stop.set()
+            await self._commit(consumer.assignment())
+            await consumer.stop()
+            await forwarding
+            await producer.stop()
+
+    async def _handle(self, records: dict[TopicPartition, list[object]]) -> None:
+        """One batch: process, produce, apply.  A failure stops the worker unapplied."""
+        messages = [
+            Message(tp.topic, tp.partition, r.offset, r.value or b"")  # type: ignore[attr-defined]
+            for tp, batch in records.items()
+            for r in batch
+        ]
+        try:
+            batch = await self.processor.process(messages)
+            await self._produce(batch)
+            fence = Fence(self.store.keys.owners, self.token, frozenset(p for _, p in batch.last))
+            await self.sink.apply(
+                batch.contributions,
+                batch.dead,
+                batch.last,
+                causes=batch.causes,
+                states=batch.states,
+                fence=fence,
+                first=batch.first,
+            )
+        except FencedError as exc:
+            _restart(f"the sink refused the batch ({exc})")
+        except Exception as exc:
+            log.exception("batch failed")
+            _restart(f"batch failed: {exc!r}")
+        for (topic, partition), offset in batch.last.items():
+            self.applied[TopicPartition(topic, partition)] = offset + 1
+
+    async def _produce(self, batch: Batch) -> None:
+        """Internal messages and dead letters, acknowledged before the sink call."""
+        producer = self._producer
+        assert producer is not None
+        topic = self.settings.topic
+        futures = [
+            await producer.send(
+                topic(name), value=value, key=key.encode() if key else None, partition=partition
+            )
+            for name, key, partition, value in batch.sends
+        ]
+        futures += [
+            await producer.send(topic(DLQ), value=raw, headers=list(headers.items()))
+            for raw, headers in batch.dead_raw
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def _commit(self, assigned: Iterable[TopicPartition]) -> None:
+        """Commit applied positions to Kafka, for lag monitoring only (Redis is the
+        checkpoint); a failed commit is harmless."""
+        consumer = self._consumer
+        mine = set(assigned)
+        offsets = {tp: off for tp, off in self.applied.items() if tp in mine}
+        if consumer is None or not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # rebalancing, broker away: the next commit covers it
+            log.info("offset commit skipped: %r", exc)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Own the partitions in Redis, then resume each after its applied offset."""
+        consumer = self._consumer
+        assert consumer is not None
+        await self.store.claim({tp.partition for tp in assigned}, self.token)
+        applied = await self.sink.read_offsets()
+        fresh = []
+        for tp in assigned:
+            done = applied.get((tp.topic, tp.partition))
+            if done is None:
+                fresh.append(tp)
+            else:
+                consumer.seek(tp, done + 1)
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+        log.info("assigned %d partitions", len(assigned))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Let the batch in hand finish, then record its positions."""
+        async with self._lock:
+            await self._commit(revoked)
+            for tp in revoked:
+                self.applied.pop(tp, None)
+
+    async def _forward_outbox(self, stop: asyncio.Event) -> None:
+        """Relay the sink's outbox to `partnerpulse.metrics` / `partnerpulse.credits`.
+
+        Its own producer: delivery is awaited message by message before an
+        outbox entry is acknowledged (docs/guarantees.md).
+        """
+        settings = self.settings
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", **settings.aiokafka_security()
+        )
+        await producer.start()
+        try:
+            output = AiokafkaOutput(producer)
+            forwarder = OutboxForwarder(
+                self.sink.client,
+                output.send,
+                output.flush,
+                consumer=self.token,
+                prefix=settings.key_prefix,
+                metrics_topic=settings.topic(METRICS),
+                credits_topic=settings.topic(CREDITS),
+            )
+            await forwarder.run(stop)
+        finally:
+            await producer.stop()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.worker.on_assigned(assigned)
+
+
+def _restart(reason: str) -> None:
+    """Stop now, unapplied: the replacement resumes from what Redis recorded."""
+    log.critical("%s; exiting for a restart", reason)
+    os._exit(RESTART_EXIT_CODE)
