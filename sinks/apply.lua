@@ -12,7 +12,7 @@
 --    "o": [["topic|partition", offset], ...],
 --    "st": [[op, key, field, value], ...],
 --    "f": [owners key, token, [partition, ...]],
---    "x": [["topic|partition", first offset], ...]}
+--    "x": [["topic|partition", first offset, last offset], ...]}
 --   subject and scopes arrive percent-encoded (sinks/keys.py); `metrics` is the
 --   JSON text [[scope, metric, value], ...] stored as is ("" = no metrics).
 --   "st" (optional): subject state written with the batch; op "h" is
@@ -20,9 +20,11 @@
 --   "f" (optional): the fence.  Every partition must be owned by `token` in
 --   the owners hash, else the script writes nothing and fails with FENCED: a
 --   worker that lost its partitions cannot write over their new owner.
---   "x" (optional): the batch's first offset per partition; each must follow
---   the applied offset (or the partition have none), else the script writes
---   nothing and fails with OFFSETS: no message is applied twice or skipped.
+--   "x" (optional): the batch's offsets per partition; each first offset
+--   must follow the applied offset (or the partition have none), else the
+--   script writes nothing and fails with OFFSETS: no message is applied twice
+--   or skipped.  A batch whose every last offset is already the applied one
+--   was applied before (a retried call): the script does nothing.
 -- ARGV[3]  approximate MAXLEN of the changes stream
 --
 -- Returns {metric changes {scope, metric, new value, delta},
@@ -77,13 +79,25 @@ if batch.f then
     end
   end
 end
+-- A batch is new (each partition continues the applied offset) or already
+-- applied (each partition's applied offset is the batch's last: a retry of a
+-- call whose reply was lost); anything else is refused.
+local seen_as = nil
 for _, x in ipairs(batch.x or {}) do
   local current = tonumber(redis.call('HGET', offsets_key, x[1]))
-  if current ~= nil and x[2] ~= current + 1 then
-    return redis.error_reply(string.format('OFFSETS %s: applied up to %d, batch starts at %d',
-      x[1], current, x[2]))
+  local as = nil
+  if current == nil or x[2] == current + 1 then
+    as = 'new'
+  elseif current == x[3] then
+    as = 'applied'
   end
+  if as == nil or (seen_as ~= nil and as ~= seen_as) then
+    return redis.error_reply(string.format('OFFSETS %s: applied up to %s, batch is %d..%d',
+      x[1], tostring(current), x[2], x[3]))
+  end
+  seen_as = as
 end
+if seen_as == 'applied' then return {{}, {}, 0, false, false} end
 
 -- Phase 1: read, diff ---------------------------------------------------------
 

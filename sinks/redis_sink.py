@@ -241,7 +241,8 @@ class RedisSink:
         `fence` and `first` (topic, partition) -> the batch's first offset
         make every call check, before writing anything, that this worker
         still owns the partitions and that the batch follows what was
-        applied; else `FencedError`.
+        applied; else `FencedError`.  A batch already applied (a retry after
+        a lost reply) is then recognised and changes nothing.
 
         One script call per `max_subjects_per_call` subjects (one for any
         ordinary batch); each call is atomic and idempotent, so a crash
@@ -256,7 +257,7 @@ class RedisSink:
         if fence is not None:
             checks["f"] = [fence.key, fence.token, sorted(fence.partitions)]
         if first:
-            checks["x"] = [[_tp(tp), _exact(off)] for tp, off in first.items()]
+            checks["x"] = [[_tp(tp), _exact(off), offsets[tp]] for tp, off in first.items()]
         step = self.max_subjects_per_call
         chunks = [encoded[i : i + step] for i in range(0, len(encoded), step)] or [[]]
         result = SinkResult()

@@ -27,7 +27,14 @@ from redis import exceptions as rexc
 from models.contrib import Contribution, CreditLine, MetricKey
 from models.synthetic import SyntheticConfig
 from sinks.keys import escape, escape_named, unescape, unescape_named
-from sinks.redis_sink import DeadLetter, RedisSink, SinkResult, SinkUnavailableError
+from sinks.redis_sink import (
+    DeadLetter,
+    Fence,
+    FencedError,
+    RedisSink,
+    SinkResult,
+    SinkUnavailableError,
+)
 from tests.integration.engine_batches import TOPIC, Batch, Run
 from tests.integration.engine_batches import engine_run as run_engine
 
@@ -127,6 +134,50 @@ async def test_chunked_calls_give_the_same_result(sink: RedisSink) -> None:
     assert calls > len(run.batches)
     assert_matches(await sink.read_metrics(), run.totals)
     assert await sink.read_credits() == run.credits
+
+
+# --- fencing: ownership and offset continuity ----------------------------------------
+
+
+async def test_fenced_batches_write_nothing(sink: RedisSink) -> None:
+    """A worker that lost its partition, or a batch that skips or repeats offsets,
+    is refused whole; a retried batch that was applied is a no-op."""
+    owners = sink.keys.prefix + "owners"
+    await sink.client.hset(owners, mapping={"0": "worker-a"})
+    one = {("leads", 0): 9}
+    state = [("h", sink.keys.prefix + "state:lead", "l-1", "v1")]
+
+    async def apply(token: str, first: int, last: int, value: int = 1) -> SinkResult:
+        return await sink.apply(
+            {"lead:l-1": Contribution({("all", "nb.leads.influenced"): value}, {})},
+            [],
+            {("leads", 0): last},
+            states=state,
+            fence=Fence(owners, token, frozenset({0})),
+            first={("leads", 0): first},
+        )
+
+    await apply("worker-a", 0, 9)
+    assert await sink.read_offsets() == one
+    before = await sink.read_metrics()
+    assert before == {("all", "nb.leads.influenced"): 1}
+
+    with pytest.raises(FencedError, match="FENCED"):
+        await apply("worker-b", 10, 12, value=5)  # not the owner
+    with pytest.raises(FencedError, match="OFFSETS"):
+        await apply("worker-a", 11, 12, value=5)  # skips offset 10
+    with pytest.raises(FencedError, match="OFFSETS"):
+        await apply("worker-a", 5, 12, value=5)  # overlaps what was applied
+    retried = await apply("worker-a", 0, 9, value=5)  # the first batch again
+    assert retried.metrics == [] and retried.credits == []
+    assert await sink.read_metrics() == before
+    assert await sink.read_offsets() == one
+
+    await sink.client.hset(owners, mapping={"0": "worker-b"})  # rebalanced
+    await apply("worker-b", 10, 12, value=3)
+    assert await sink.read_metrics() == {("all", "nb.leads.influenced"): 3}
+    assert await sink.read_offsets() == {("leads", 0): 12}
+    assert await sink.client.hget(sink.keys.prefix + "state:lead", "l-1") == b"v1"
 
 
 # --- (3) dead letters --------------------------------------------------------------
