@@ -308,18 +308,19 @@ class Processor:
             state.settle(self.ctx)
             batch.contributions[f"lead:{lead_id}"] = state.contribution
             batch.causes[f"lead:{lead_id}"] = state.cause
-            # Resent to every subscriber, not only those lacking the version: a
-            # snapshot lost in a crash before the sink call is repaired this way.
-            snapshot = state.snapshot
-            assert snapshot is not None
-            payload = {
-                "version": state.version,
-                "cause": state.cause,
-                "snapshot": codec.dump_snapshot(snapshot),
-            }
-            for opp_id in state.subscribers:
-                message = orjson.dumps({**payload, "opportunity": opp_id}, default=list)
-                batch.sends.append((LEAD_SNAPSHOTS, opp_id, None, message))
+            # Only subscribers lacking the current version: what was sent is
+            # recorded in the state, which is saved only after the sends were
+            # acknowledged, so a crash in between sends them again.
+            due = state.outbox()
+            if due:
+                payload = {
+                    "version": state.version,
+                    "cause": state.cause,
+                    "snapshot": codec.dump_snapshot(due[0][2]),
+                }
+                for opp_id, _, _ in due:
+                    message = orjson.dumps({**payload, "opportunity": opp_id}, default=list)
+                    batch.sends.append((LEAD_SNAPSHOTS, opp_id, None, message))
             batch.states.append(("h", subjects, lead_id, codec.dump_lead(state).decode()))
 
     # --- registry ------------------------------------------------------------

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
     key_prefix: str = "pp:"
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=2000, ge=1, description="Most messages in one batch")
     batch_within: float = Field(
         default=0.05, gt=0, description="Seconds a poll waits for messages before a batch"
     )

@@ -96,7 +96,7 @@ class Worker:
             rebalance_timeout_ms=timeout_ms,
             heartbeat_interval_ms=min(1000, timeout_ms // 4),
             fetch_max_wait_ms=int(settings.batch_within * 1000),
-            max_partition_fetch_bytes=4 * settings.max_message_bytes * settings.batch_size,
+            max_partition_fetch_bytes=2 * 1024 * 1024,
             **security,
         )
         await producer.start()
