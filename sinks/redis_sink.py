@@ -265,7 +265,7 @@ class RedisSink:
             batch: dict[str, Any] = {"s": chunk, "d": [], "o": [], **checks}
             if i == len(chunks) - 1:
                 batch.update(d=dlq, o=offs, st=states)
-            reply = await self._retrying(partial(self._call, orjson.dumps(batch)))
+            reply = await self.retrying(partial(self._call, orjson.dumps(batch)))
             _collect(result, reply)
         return result
 
@@ -277,8 +277,12 @@ class RedisSink:
                 raise FencedError(str(exc)) from exc
             raise
 
-    async def _retrying(self, fn: Callable[[], Awaitable[_T]]) -> _T:
-        """`fn()` until it succeeds, with capped exponential back-off."""
+    async def retrying(self, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """`fn()` until it succeeds, with capped exponential back-off (see `max_wait`).
+
+        For any call on `client` that is safe to repeat: the worker's state
+        reads go through it too, so an outage stalls them the same way.
+        """
         first, cap = self.backoff
         delay, start, attempt = first, time.monotonic(), 0
         while True:
@@ -309,7 +313,7 @@ class RedisSink:
 
     async def read_metrics(self) -> dict[MetricKey, int]:
         """Every running total: (scope, metric) -> value."""
-        hashes = await self._retrying(lambda: self._read_hashes(self.keys.metrics_pattern()))
+        hashes = await self.retrying(lambda: self._read_hashes(self.keys.metrics_pattern()))
         return {
             (self.keys.scope_of(key), metric): int(value)
             for key, fields in hashes.items()
@@ -318,7 +322,7 @@ class RedisSink:
 
     async def read_credits(self) -> dict[str, dict[str, Fraction]]:
         """Subject -> touch id -> credit, for every subject with credit."""
-        hashes = await self._retrying(lambda: self._read_hashes(self.keys.credit_pattern()))
+        hashes = await self.retrying(lambda: self._read_hashes(self.keys.credit_pattern()))
         return {
             self.keys.subject_of(key): {
                 touch: _fraction(orjson.loads(line)["credit"]) for touch, line in fields.items()
@@ -329,12 +333,12 @@ class RedisSink:
 
     async def read_credit_lines(self, subject: str) -> dict[str, CreditLine]:
         """One subject's credit breakdown, as published."""
-        raw = await self._retrying(lambda: self.client.hgetall(self.keys.credit(subject)))
+        raw = await self.retrying(lambda: self.client.hgetall(self.keys.credit(subject)))
         return {_text(t): _parse_line(_text(line)) for t, line in raw.items()}
 
     async def read_offsets(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> highest applied offset, for "wait until applied"."""
-        raw = await self._retrying(lambda: self.client.hgetall(self.keys.offsets))
+        raw = await self.retrying(lambda: self.client.hgetall(self.keys.offsets))
         out: dict[tuple[str, int], int] = {}
         for name, value in raw.items():
             topic, _, partition = _text(name).rpartition("|")
@@ -343,7 +347,7 @@ class RedisSink:
 
     async def outbox_length(self) -> int:
         """Outbox entries not yet forwarded to Kafka."""
-        return int(await self._retrying(lambda: self.client.xlen(self.keys.outbox)))
+        return int(await self.retrying(lambda: self.client.xlen(self.keys.outbox)))
 
     async def delete_all(self) -> int:
         """Remove every key under this sink's prefix (a finished replay run's)."""

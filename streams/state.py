@@ -22,9 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, cast
 
-from redis.asyncio import Redis
-
 from sinks.keys import escape
+from sinks.redis_sink import RedisSink
 
 KINDS: Final = ("lead", "opportunity", "other")
 
@@ -48,11 +47,16 @@ class StateKeys:
 
 
 class StateStore:
-    """Reads of subject state; writes go through the sink, with the batch."""
+    """Reads of subject state; writes go through the sink, with the batch.
 
-    def __init__(self, client: Redis, prefix: str) -> None:
-        self.client = client
-        self.keys = StateKeys(prefix)
+    Every read is retried like the sink's calls: a Redis outage stalls the
+    worker (back-pressure) instead of failing it.
+    """
+
+    def __init__(self, sink: RedisSink) -> None:
+        self.sink = sink
+        self.client = sink.client
+        self.keys = StateKeys(sink.keys.prefix)
 
     async def load(
         self, wanted: dict[str, set[str]], campaigns: Iterable[str] = ()
@@ -63,12 +67,16 @@ class StateStore:
         """
         asked = [(kind, sorted(ids)) for kind, ids in wanted.items() if ids]
         names = sorted(set(campaigns))
-        async with self.client.pipeline(transaction=False) as pipe:
-            for kind, ids in asked:
-                pipe.hmget(self.keys.subjects(kind), ids)
-            if names:
-                pipe.hmget(self.keys.registry, names)
-            replies = await pipe.execute()
+
+        async def read() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for kind, ids in asked:
+                    pipe.hmget(self.keys.subjects(kind), ids)
+                if names:
+                    pipe.hmget(self.keys.registry, names)
+                return await pipe.execute()
+
+        replies = await self.sink.retrying(read)
         states: dict[str, dict[str, bytes]] = {kind: {} for kind in KINDS}
         for (kind, ids), values in zip(asked, replies, strict=False):
             states[kind] = {i: v for i, v in zip(ids, values, strict=True) if v is not None}
@@ -81,10 +89,14 @@ class StateStore:
 
     async def campaign_leads(self, campaigns: Sequence[str]) -> dict[str, set[str]]:
         """Lead ids that ever touched each campaign (for re-settling on a registry change)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for campaign in campaigns:
-                pipe.smembers(self.keys.campaign(campaign))
-            replies = await pipe.execute()
+
+        async def read() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for campaign in campaigns:
+                    pipe.smembers(self.keys.campaign(campaign))
+                return await pipe.execute()
+
+        replies = await self.sink.retrying(read)
         return {
             campaign: {_text(m) for m in members}
             for campaign, members in zip(campaigns, replies, strict=True)
@@ -92,14 +104,16 @@ class StateStore:
 
     async def registry(self) -> dict[str, bytes]:
         """Every registry entry (a worker's start)."""
-        raw = await self.client.hgetall(self.keys.registry)
+        raw = await self.sink.retrying(lambda: self.client.hgetall(self.keys.registry))
         return {_text(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
 
     async def claim(self, partitions: Iterable[int], token: str) -> None:
         """Make `token` the owner of `partitions`: the sink refuses other tokens' batches."""
         mapping = {str(p): token for p in partitions}
         if mapping:
-            await self.client.hset(self.keys.owners, mapping=cast(Any, mapping))
+            await self.sink.retrying(
+                lambda: self.client.hset(self.keys.owners, mapping=cast(Any, mapping))
+            )
 
 
 def _text(value: bytes | str) -> str:

@@ -67,7 +67,7 @@ class Worker:
         self.settings = settings
         self.bootstrap = bootstrap
         self.sink = sink
-        self.store = StateStore(sink.client, settings.key_prefix)
+        self.store = StateStore(sink)
         self.processor = Processor(settings, self.store)
         self.token = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.applied: dict[TopicPartition, int] = {}

@@ -7,72 +7,28 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
-from models.engine import Engine
-from models.output import render
 from models.synthetic import SyntheticConfig, generate
-from streams.cli import engine_config, read_jsonl
 from streams.processing import CREDITS, DLQ, METRICS
 from streams.runtime import ReplayRun, replay_run, stop_worker
 from streams.settings import Settings
 from tests.integration.kafka_topics import read_topic
+from tests.integration.replay_checks import (
+    assert_same,
+    collected,
+    kafka_totals,
+    recompute,
+    write_events,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 # Short sessions so a SIGKILLed worker's partitions move on quickly.
 SETTINGS = Settings(session_timeout=6.0)
-
-
-def write_events(path: Path, config: SyntheticConfig) -> Path:
-    with path.open("w") as out:
-        for item in generate(config):
-            out.write(item if isinstance(item, str) else orjson.dumps(item).decode())
-            out.write("\n")
-    return path
-
-
-def recompute(path: Path, model: str = "w-shaped") -> dict[str, Any]:
-    config = engine_config(model, "contact-role")
-    engine = Engine(config)
-    engine.run(read_jsonl(path, config, SETTINGS.max_message_bytes))
-    return render(engine.totals, engine.credits())
-
-
-def collected(run: ReplayRun, timeout: float = 400) -> dict[str, Any]:
-    try:
-        totals, credits = run.collect(timeout)
-    except TimeoutError:
-        print(run.worker_logs())
-        raise
-    return render(totals, credits)
-
-
-def assert_same(replayed: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Equal to the cent; on failure, name the scopes that differ (not a 10k-line diff)."""
-    if replayed == expected:
-        return
-    bad = {
-        scope: {
-            k: (replayed["metrics"].get(scope, {}).get(k), v)
-            for k, v in expected["metrics"].get(scope, {}).items()
-            if replayed["metrics"].get(scope, {}).get(k) != v
-        }
-        for scope in set(replayed["metrics"]) | set(expected["metrics"])
-        if replayed["metrics"].get(scope) != expected["metrics"].get(scope)
-    }
-    credit_bad = [
-        s for s in expected["credits"] if replayed["credits"].get(s) != expected["credits"][s]
-    ]
-    pytest.fail(
-        f"metrics differ (replay, recompute): {dict(list(bad.items())[:10])}; "
-        f"credits differ for {len(credit_bad)} subjects, e.g. {credit_bad[:5]}"
-    )
 
 
 def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(tmp_path: Path) -> None:
@@ -94,31 +50,9 @@ def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(tmp_path: 
     assert expected["metrics"]["all"]["dq.dead_letters"] > 0
     assert_same(replayed, expected)
 
-    # The Kafka outputs, deduplicated by their id, add up to the same totals.
-    totals: dict[tuple[str, str], int] = {}
-    for update in unique(metric_messages):
-        key = (update["scope"], update["metric"])
-        totals[key] = totals.get(key, 0) + update["delta"]
-    credits: dict[str, dict[str, Fraction]] = {}
-    for delta in unique(credit_messages):
-        lines = credits.setdefault(delta["subject"], {})
-        lines[delta["touch_id"]] = lines.get(delta["touch_id"], Fraction(0)) + Fraction(
-            delta["credit"]
-        )
-    credits = {s: {t: c for t, c in lines.items() if c} for s, lines in credits.items()}
-    assert_same(render(totals, {s: lines for s, lines in credits.items() if lines}), expected)
+    assert_same(kafka_totals(metric_messages, credit_messages), expected)
 
 
-def unique(records: list[Any]) -> list[dict[str, Any]]:
-    """Decode output messages, dropping re-deliveries (same id)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for record in records:
-        message = orjson.loads(record.value)
-        seen.setdefault(message["id"], message)
-    return list(seen.values())
-
-
-@pytest.mark.chaos
 @pytest.mark.parametrize("stop", [stop_worker, subprocess.Popen.kill], ids=["sigterm", "sigkill"])
 def test_worker_stopped_mid_stream_and_restarted(
     tmp_path: Path, stop: Callable[[subprocess.Popen[bytes]], object]

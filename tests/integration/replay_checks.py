@@ -1,0 +1,90 @@
+"""Checks shared by the streaming and chaos tests: the oracle, and comparing with it."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from models.engine import Engine
+from models.output import render
+from models.synthetic import SyntheticConfig, generate
+from streams.cli import engine_config, read_jsonl
+from streams.runtime import ReplayRun
+from streams.settings import Settings
+
+MAX_BYTES = Settings().max_message_bytes
+
+
+def write_events(path: Path, config: SyntheticConfig) -> Path:
+    with path.open("w") as out:
+        for item in generate(config):
+            out.write(item if isinstance(item, str) else orjson.dumps(item).decode())
+            out.write("\n")
+    return path
+
+
+def recompute(path: Path, model: str = "w-shaped") -> dict[str, Any]:
+    config = engine_config(model, "contact-role")
+    engine = Engine(config)
+    engine.run(read_jsonl(path, config, MAX_BYTES))
+    return render(engine.totals, engine.credits())
+
+
+def collected(run: ReplayRun, timeout: float = 400) -> dict[str, Any]:
+    try:
+        totals, credits = run.collect(timeout)
+    except TimeoutError:
+        print(run.worker_logs())
+        raise
+    return render(totals, credits)
+
+
+def assert_same(replayed: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal to the cent; on failure, name the scopes that differ (not a 10k-line diff)."""
+    if replayed == expected:
+        return
+    bad = {
+        scope: {
+            k: (replayed["metrics"].get(scope, {}).get(k), v)
+            for k, v in expected["metrics"].get(scope, {}).items()
+            if replayed["metrics"].get(scope, {}).get(k) != v
+        }
+        for scope in set(replayed["metrics"]) | set(expected["metrics"])
+        if replayed["metrics"].get(scope) != expected["metrics"].get(scope)
+    }
+    credit_bad = [
+        s for s in expected["credits"] if replayed["credits"].get(s) != expected["credits"][s]
+    ]
+    pytest.fail(
+        f"metrics differ (replay, recompute): {dict(list(bad.items())[:10])}; "
+        f"credits differ for {len(credit_bad)} subjects, e.g. {credit_bad[:5]}"
+    )
+
+
+def unique(records: list[Any]) -> list[dict[str, Any]]:
+    """Decode output messages, dropping re-deliveries (same id)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        message = orjson.loads(record.value)
+        seen.setdefault(message["id"], message)
+    return list(seen.values())
+
+
+def kafka_totals(metric_messages: list[Any], credit_messages: list[Any]) -> dict[str, Any]:
+    """The SPEC §6 document the Kafka outputs add up to, deduplicated by message id."""
+    totals: dict[tuple[str, str], int] = {}
+    for update in unique(metric_messages):
+        key = (update["scope"], update["metric"])
+        totals[key] = totals.get(key, 0) + update["delta"]
+    credits: dict[str, dict[str, Fraction]] = {}
+    for delta in unique(credit_messages):
+        lines = credits.setdefault(delta["subject"], {})
+        lines[delta["touch_id"]] = lines.get(delta["touch_id"], Fraction(0)) + Fraction(
+            delta["credit"]
+        )
+    kept = {s: {t: c for t, c in lines.items() if c} for s, lines in credits.items()}
+    return render(totals, {s: lines for s, lines in kept.items() if lines})
