@@ -192,7 +192,7 @@ def hostile_events() -> list[dict[str, Any]]:
             {**base, "type": "mql", "event_id": f"h{i}-m"},
             {"type": "opportunity_created", "event_id": f"h{i}-o", "occurred_at": at,
              "opportunity_id": f"opp {campaign}", "account_id": f"acct:{i}",
-             "lead_ids": [lead], "business": "new_business", "arr": 1000.01 * (i + 1)},
+             "lead_ids": [lead], "business": "new_business", "arr": 1000 * (i + 1) + 0.25},
             {"type": "opportunity_stage", "event_id": f"h{i}-w", "occurred_at": at,
              "opportunity_id": f"opp {campaign}", "stage": "closed_won"},
         ]  # fmt: skip
