@@ -27,6 +27,11 @@
 --   was applied before (a retried call): the script does nothing.
 -- ARGV[3]  approximate MAXLEN of the changes stream
 --
+-- Metrics land in the hash <prefix>m:<scope>; a metric named "<metric>@<day>"
+-- is a point of a daily series and lands in the hash <prefix>d:<scope>:<metric>,
+-- field <day>.  Every metric of a partner scope also ranks the partner in the
+-- leaderboard <prefix>lb:<metric> (a sorted set; members are partner ids).
+--
 -- Returns {metric changes {scope, metric, new value, delta},
 --          credit changes {subject, touch id, old line or false, new line or false},
 --          number of dead letters counted, changes stream entry id or false,
@@ -186,9 +191,21 @@ for _, field in ipairs(order) do
   if delta ~= 0 then
     local space = string.find(field, ' ', 1, true)
     local scope, metric = field:sub(1, space - 1), field:sub(space + 1)
-    local key = prefix .. 'm:' .. scope
-    local value = redis.call('HINCRBY', key, metric, int(delta))
-    if value == 0 then redis.call('HDEL', key, metric) end
+    local at = string.find(metric, '@', 1, true)
+    local key, name = prefix .. 'm:' .. scope, metric
+    if at then  -- a daily series point, "<metric>@<day>"
+      key, name = prefix .. 'd:' .. scope .. ':' .. metric:sub(1, at - 1), metric:sub(at + 1)
+    end
+    local value = redis.call('HINCRBY', key, name, int(delta))
+    if value == 0 then redis.call('HDEL', key, name) end
+    if not at and scope:sub(1, 8) == 'partner:' then
+      local board, member = prefix .. 'lb:' .. metric, unescape(scope:sub(9))
+      if value == 0 then
+        redis.call('ZREM', board, member)
+      else
+        redis.call('ZADD', board, value, member)
+      end
+    end
     changes[#changes + 1] = {scope, metric, value, delta}
     -- numbers formatted by hand: cjson would round them to 14 significant digits
     outbox_metrics[#outbox_metrics + 1] = string.format('[%s,%s,%s,%s]',

@@ -18,6 +18,8 @@ Key layout (prefix ``pp:`` by default):
 | key | type | content |
 |---|---|---|
 | ``pp:m:<scope>`` | hash | metric -> integer value |
+| ``pp:d:<scope>:<metric>`` | hash | day (``YYYY-MM-DD``) -> value from that day's events |
+| ``pp:lb:<metric>`` | sorted set | partner id -> the partner's value of the metric |
 | ``pp:credit:<subject>`` | hash | touch id -> JSON credit line |
 | ``pp:contrib:<subject>`` | string | JSON metrics the subject last published |
 | ``pp:dlq:seen`` | hash | ``topic|partition|offset`` -> reason, dead letters counted |
@@ -78,6 +80,8 @@ class Keys:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix
         self.metrics_prefix = prefix + "m:"
+        self.series_prefix = prefix + "d:"
+        self.leaderboard_prefix = prefix + "lb:"
         self.credit_prefix = prefix + "credit:"
         self.contrib_prefix = prefix + "contrib:"
         self.dlq_seen = prefix + "dlq:seen"
@@ -87,6 +91,17 @@ class Keys:
 
     def metrics(self, scope: str) -> str:
         return self.metrics_prefix + escape_named(scope)
+
+    def series(self, scope: str, metric: str) -> str:
+        return f"{self.series_prefix}{escape_named(scope)}:{metric}"
+
+    def leaderboard(self, metric: str) -> str:
+        return self.leaderboard_prefix + metric
+
+    def series_of(self, key: str) -> tuple[str, str]:
+        """(scope, metric) of a ``<prefix>d:<scope>:<metric>`` key."""
+        scope, _, metric = _strip(key, self.series_prefix).rpartition(":")
+        return unescape_named(scope), metric
 
     def credit(self, subject: str) -> str:
         return self.credit_prefix + escape_named(subject)
@@ -105,6 +120,10 @@ class Keys:
     def metrics_pattern(self) -> str:
         """``SCAN MATCH`` pattern of every metrics hash."""
         return glob_escape(self.metrics_prefix) + "*"
+
+    def series_pattern(self) -> str:
+        """``SCAN MATCH`` pattern of every daily series hash."""
+        return glob_escape(self.series_prefix) + "*"
 
     def credit_pattern(self) -> str:
         """``SCAN MATCH`` pattern of every credit breakdown hash."""

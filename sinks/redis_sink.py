@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import partial
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 LUA_SOURCE: Final = resources.files("sinks").joinpath("apply.lua").read_text(encoding="utf-8")
 
+METRIC_NAME: Final = re.compile(r"[A-Za-z0-9._+-]+(@\d{4}-\d{2}-\d{2})?")
+"""Metric names come from code, never from data; series and leaderboard keys embed them."""
 MAX_EXACT: Final = 2**53
 """Lua numbers are doubles: every value and delta must stay below this in magnitude."""
 
@@ -312,13 +315,27 @@ class RedisSink:
     # --- reading back -------------------------------------------------------
 
     async def read_metrics(self) -> dict[MetricKey, int]:
-        """Every running total: (scope, metric) -> value."""
+        """Every running total: (scope, metric) -> value, daily series points
+        included as (scope, "<metric>@<day>") like the engine's."""
         hashes = await self.retrying(lambda: self._read_hashes(self.keys.metrics_pattern()))
-        return {
+        series = await self.retrying(lambda: self._read_hashes(self.keys.series_pattern()))
+        out = {
             (self.keys.scope_of(key), metric): int(value)
             for key, fields in hashes.items()
             for metric, value in fields.items()
         }
+        for key, fields in series.items():
+            scope, metric = self.keys.series_of(key)
+            out.update({(scope, f"{metric}@{day}"): int(value) for day, value in fields.items()})
+        return out
+
+    async def read_leaderboard(self, metric: str, top: int = 10) -> list[tuple[str, int]]:
+        """The partners with the highest `metric`, highest first."""
+        board = self.keys.leaderboard(metric)
+        raw: list[Any] = await self.retrying(
+            lambda: self.client.zrevrange(board, 0, top - 1, withscores=True)
+        )
+        return [(_text(member), int(score)) for member, score in raw]
 
     async def read_credits(self) -> dict[str, dict[str, Fraction]]:
         """Subject -> touch id -> credit, for every subject with credit."""
@@ -373,6 +390,14 @@ class RedisSink:
 # --- encoding -----------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _metric_name(metric: str) -> str:
+    """`metric` if it is safe inside a key (series and leaderboard keys embed it)."""
+    if not METRIC_NAME.fullmatch(metric):
+        raise ValueError(f"metric name {metric!r} is not [A-Za-z0-9._-]+ with an optional @day")
+    return metric
+
+
 def _tp(tp: tuple[str, int]) -> str:
     return f"{tp[0]}|{tp[1]}"
 
@@ -386,7 +411,7 @@ def _exact(value: int) -> int:
 def _encode_subject(subject: str, contribution: Contribution, cause: str) -> list[Any]:
     """[subject key part, metrics JSON text, [[touch id, line JSON text], ...], cause]."""
     metrics = sorted(
-        (escape_named(scope), metric, _exact(value))
+        (escape_named(scope), _metric_name(metric), _exact(value))
         for (scope, metric), value in contribution.metrics.items()
         if value
     )

@@ -136,6 +136,44 @@ async def test_chunked_calls_give_the_same_result(sink: RedisSink) -> None:
     assert await sink.read_credits() == run.credits
 
 
+# --- dashboard keys: daily series and leaderboards ----------------------------------
+
+
+async def test_series_and_leaderboards(sink: RedisSink) -> None:
+    """A "<metric>@<day>" name is a series point; partner metrics rank partners."""
+    arr, day = "nb.cw.attributed_arr", "nb.cw.attributed_arr@2026-03-01"
+
+    def contribution(partner: str, value: int) -> Contribution:
+        return Contribution(
+            {(f"partner:{partner}", arr): value, (f"partner:{partner}", day): value}, {}
+        )
+
+    await sink.apply(
+        {"opportunity:o1": contribution("slack", 500), "opportunity:o2": contribution("a b*", 900)},
+        [],
+        {},
+    )
+    series_key = sink.keys.series("partner:a b*", "nb.cw.attributed_arr")
+    assert series_key == sink.keys.prefix + "d:partner:a%20b%2A:nb.cw.attributed_arr"
+    assert await sink.client.hgetall(series_key) == {b"2026-03-01": b"900"}
+    assert await sink.client.hgetall(sink.keys.metrics("partner:a b*")) == {arr.encode(): b"900"}
+    assert await sink.read_leaderboard(arr) == [("a b*", 900), ("slack", 500)]
+    assert (await sink.read_metrics())[("partner:slack", day)] == 500
+
+    # o2 loses its credit: the partner leaves the board and its series point goes
+    await sink.apply({"opportunity:o2": Contribution({}, {})}, [], {})
+    assert await sink.read_leaderboard(arr) == [("slack", 500)]
+    assert not await sink.client.exists(series_key)
+    assert await sink.read_metrics() == {("partner:slack", arr): 500, ("partner:slack", day): 500}
+
+
+async def test_metric_names_from_data_are_refused(sink: RedisSink) -> None:
+    """Series and leaderboard keys embed metric names: only code-made names pass."""
+    bad = Contribution({("all", "x:*{y}"): 1}, {})
+    with pytest.raises(ValueError, match="metric name"):
+        await sink.apply({"lead:l": bad}, [], {})
+
+
 # --- fencing: ownership and offset continuity ----------------------------------------
 
 
