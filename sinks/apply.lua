@@ -71,6 +71,10 @@ local function unescape(s)
   return (s:gsub('%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))
 end
 
+local function escape(s)  -- as sinks/keys.py escape(): metric names inside key names
+  return (s:gsub('[^%w%._~%-]', function(c) return string.format('%%%02X', string.byte(c)) end))
+end
+
 local function int(x) return string.format('%d', x) end
 
 -- Phase 0: checks ------------------------------------------------------------
@@ -194,12 +198,13 @@ for _, field in ipairs(order) do
     local at = string.find(metric, '@', 1, true)
     local key, name = prefix .. 'm:' .. scope, metric
     if at then  -- a daily series point, "<metric>@<day>"
-      key, name = prefix .. 'd:' .. scope .. ':' .. metric:sub(1, at - 1), metric:sub(at + 1)
+      key = prefix .. 'd:' .. scope .. ':' .. escape(metric:sub(1, at - 1))
+      name = metric:sub(at + 1)
     end
     local value = redis.call('HINCRBY', key, name, int(delta))
     if value == 0 then redis.call('HDEL', key, name) end
     if not at and scope:sub(1, 8) == 'partner:' then
-      local board, member = prefix .. 'lb:' .. metric, unescape(scope:sub(9))
+      local board, member = prefix .. 'lb:' .. escape(metric), unescape(scope:sub(9))
       if value == 0 then
         redis.call('ZREM', board, member)
       else

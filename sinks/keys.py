@@ -93,15 +93,15 @@ class Keys:
         return self.metrics_prefix + escape_named(scope)
 
     def series(self, scope: str, metric: str) -> str:
-        return f"{self.series_prefix}{escape_named(scope)}:{metric}"
+        return f"{self.series_prefix}{escape_named(scope)}:{escape(metric)}"
 
     def leaderboard(self, metric: str) -> str:
-        return self.leaderboard_prefix + metric
+        return self.leaderboard_prefix + escape(metric)
 
     def series_of(self, key: str) -> tuple[str, str]:
         """(scope, metric) of a ``<prefix>d:<scope>:<metric>`` key."""
         scope, _, metric = _strip(key, self.series_prefix).rpartition(":")
-        return unescape_named(scope), metric
+        return unescape_named(scope), unescape(metric)
 
     def credit(self, subject: str) -> str:
         return self.credit_prefix + escape_named(subject)

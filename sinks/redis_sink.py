@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache, partial
+from functools import partial
 from importlib import resources
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 
 LUA_SOURCE: Final = resources.files("sinks").joinpath("apply.lua").read_text(encoding="utf-8")
 
-METRIC_NAME: Final = re.compile(r"[A-Za-z0-9._+-]+(@\d{4}-\d{2}-\d{2})?")
-"""Metric names come from code, never from data; series and leaderboard keys embed them."""
 MAX_EXACT: Final = 2**53
 """Lua numbers are doubles: every value and delta must stay below this in magnitude."""
 
@@ -390,14 +387,6 @@ class RedisSink:
 # --- encoding -----------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _metric_name(metric: str) -> str:
-    """`metric` if it is safe inside a key (series and leaderboard keys embed it)."""
-    if not METRIC_NAME.fullmatch(metric):
-        raise ValueError(f"metric name {metric!r} is not [A-Za-z0-9._-]+ with an optional @day")
-    return metric
-
-
 def _tp(tp: tuple[str, int]) -> str:
     return f"{tp[0]}|{tp[1]}"
 
@@ -411,7 +400,7 @@ def _exact(value: int) -> int:
 def _encode_subject(subject: str, contribution: Contribution, cause: str) -> list[Any]:
     """[subject key part, metrics JSON text, [[touch id, line JSON text], ...], cause]."""
     metrics = sorted(
-        (escape_named(scope), _metric_name(metric), _exact(value))
+        (escape_named(scope), metric, _exact(value))
         for (scope, metric), value in contribution.metrics.items()
         if value
     )

@@ -167,11 +167,17 @@ async def test_series_and_leaderboards(sink: RedisSink) -> None:
     assert await sink.read_metrics() == {("partner:slack", arr): 500, ("partner:slack", day): 500}
 
 
-async def test_metric_names_from_data_are_refused(sink: RedisSink) -> None:
-    """Series and leaderboard keys embed metric names: only code-made names pass."""
-    bad = Contribution({("all", "x:*{y}"): 1}, {})
-    with pytest.raises(ValueError, match="metric name"):
-        await sink.apply({"lead:l": bad}, [], {})
+async def test_metric_names_are_escaped_in_series_and_leaderboard_keys(sink: RedisSink) -> None:
+    odd = "m/x y:*"
+    await sink.apply(
+        {"lead:l": Contribution({("partner:p", odd): 2, ("all", f"{odd}@2026-01-02"): 3}, {})},
+        [],
+        {},
+    )
+    assert await sink.client.exists(sink.keys.prefix + "lb:m%2Fx%20y%3A%2A")
+    assert await sink.client.exists(sink.keys.prefix + "d:all:m%2Fx%20y%3A%2A")
+    assert await sink.read_leaderboard(odd) == [("p", 2)]
+    assert await sink.read_metrics() == {("partner:p", odd): 2, ("all", f"{odd}@2026-01-02"): 3}
 
 
 # --- fencing: ownership and offset continuity ----------------------------------------
