@@ -39,7 +39,7 @@ from models.events import (
     route,
     to_micros,
 )
-from models.lead import MICRO
+from models.output import unit_of
 from models.partners import normalise, partner_id, resolve, scopes_of
 
 GroupEvent: TypeAlias = (
@@ -69,10 +69,6 @@ FAMILIES: dict[str, str] = {
     "referral_outcome": "referral",
 }
 """Event type → group family.  The subject is `<family>:<Kafka key>`."""
-
-GOAL_UNITS: dict[str, int] = {"nb.leads.attributed": MICRO}
-"""Goal targets are written in the unit `recompute --json` shows; these metrics are
-stored in a finer one."""
 
 
 def group_key(event: GroupEvent) -> tuple[str, str]:
@@ -356,13 +352,15 @@ def goal_metrics(
 ) -> None:
     """The goal's target and target-weighted period days, in the owners' scopes.
 
+    The target is written in the unit `recompute --json` shows the metric in
+    (cents for ARR) and stored in the metric's stored unit.
+
     Weighting by the target keeps the fields additive: a partner scope holds
     the sum of its campaigns' targets and their target-weighted mean period,
     which is exact when the campaigns share one period (the usual quarter).
     """
     metric = normalise(goal.metric) or ""
-    unit = GOAL_UNITS.get(metric, 1)
-    target = int((goal.target * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    target = int((goal.target * unit_of(metric)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     bump(metrics, scopes, f"goal.target:{metric}", target)
     if period is not None:
         bump(metrics, scopes, f"goal.start:{metric}", target * period[0])
