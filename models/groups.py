@@ -164,18 +164,24 @@ class Integration:
     def active_runs(self, window: int) -> list[tuple[int, int]]:
         """The [first, end) day ranges in which the integration was active.
 
-        Active on day D: used on one of the `window` days ending with D, and
-        installed at the end of D (its latest install or uninstall by then is
-        an install; usage before any such event implies an install before the
-        stream began).
+        Active on day D: installed at the end of D (its latest install or
+        uninstall by then is an install; usage before any such event implies
+        an install before the stream began) and used on one of the `window`
+        days ending with D since it was last installed: an uninstall ends
+        the activity, and a reinstall is active only once used again.
         """
-        used: list[tuple[int, int]] = []
+        gaps = self.uninstalled_spans()
+        runs: list[tuple[int, int]] = []
         for day in self.use_days:
-            if used and day <= used[-1][1]:
-                used[-1] = (used[-1][0], day + window)
+            gap = next((g for g in gaps if g[1] > day), None)  # the gap at or after `day`
+            if gap is not None and gap[0] <= day:
+                continue  # used while uninstalled
+            end = day + window if gap is None else min(day + window, gap[0])
+            if runs and day <= runs[-1][1]:
+                runs[-1] = (runs[-1][0], max(runs[-1][1], end))
             else:
-                used.append((day, day + window))
-        return subtract(used, self.uninstalled_spans())
+                runs.append((day, end))
+        return runs
 
     def uninstalled_spans(self) -> list[tuple[int, int]]:
         """[first, end) day ranges ending uninstalled; the last may be open-ended."""
@@ -197,23 +203,6 @@ class Integration:
 
 FOREVER = 1 << 40
 """A day number beyond any event time: the end of a span that has not ended."""
-
-
-def subtract(runs: list[tuple[int, int]], gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The parts of sorted, disjoint `runs` outside sorted, disjoint `gaps`."""
-    out: list[tuple[int, int]] = []
-    for first, end in runs:
-        for gap_first, gap_end in gaps:
-            if gap_end <= first or gap_first >= end:
-                continue
-            if gap_first > first:
-                out.append((first, gap_first))
-            first = max(first, gap_end)
-            if first >= end:
-                break
-        if first < end:
-            out.append((first, end))
-    return out
 
 
 def integrations_of(events: Sequence[GroupEvent]) -> dict[str, Integration]:

@@ -239,7 +239,7 @@ def parse_as_of(text: str) -> int:
 
 FORMATS: dict[str, Callable[[float], str]] = {
     "cents": lambda v: f"{v / 100:,.2f}",
-    "rate": lambda v: f"{v:.1%}",
+    "rate": lambda v: f"{v:,.1%}",
     "pp": lambda v: f"{v * 100:+.1f} pp",
     "days": lambda v: f"{v:.1f}",
     "days_delta": lambda v: f"{v:+.1f}",
