@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import orjson
 import pytest
 
 from models.config import DAY_US, EngineConfig
@@ -17,6 +18,8 @@ from models.derived import by_scope, derive
 from models.engine import Engine
 from models.events import to_micros
 from models.output import render
+from models.parse import parse_event
+from models.synthetic import SyntheticConfig, generate
 from tests.unit.test_rules import (
     T0,
     Raw,
@@ -419,3 +422,44 @@ def test_render_puts_daily_series_apart_and_omits_zeros() -> None:
     assert document["series"] == {
         "all": {"integrations.installs": {"2026-01-01": 1, "2026-01-02": 1}}
     }
+
+
+# --- the generator exercises them all ------------------------------------------------
+
+EXERCISED = [
+    "integrations.installs",
+    "integrations.uninstalls",
+    "integrations.active",
+    "accounts.depth.0",
+    "accounts.depth.1",
+    "accounts.depth.2",
+    "cohort.below.accounts",
+    "cohort.below.churned",
+    "cohort.above.accounts",
+    "cohort.above.health_count",
+    "campaigns.registrations",
+    "campaigns.attendees",
+    "campaigns.impressions",
+    "campaigns.clicks",
+    "campaigns.spend",
+    "perf.partner.closed",
+    "perf.partner.won",
+    "perf.other.closed",
+    "nps.promoters",
+    "nps.detractors",
+    "referrals.accepted",
+    "referrals.won",
+    "referrals.won_arr",
+    "leads.reengaged",
+]
+
+
+def test_synthetic_stream_exercises_every_metric_family() -> None:
+    items = generate(SyntheticConfig(seed=3, leads=400))
+    engine = Engine()
+    engine.run(parse_event(orjson.dumps(item)) for item in items if not isinstance(item, str))
+    everyone = {metric: v for (scope, metric), v in engine.totals.items() if scope == "all"}
+    assert [m for m in EXERCISED if not everyone.get(m)] == []
+    assert any(m.startswith("integrations.activations@") for m in everyone)
+    goals = {m for (scope, m) in engine.totals if scope.startswith("partner:")}
+    assert any(m.startswith("goal.start:") for m in goals)
