@@ -91,7 +91,8 @@ class GroupState(Subject):
         return True
 
     def settle(self, ctx: Context) -> Deltas:
-        ordered = sorted(self.events.values(), key=lambda e: (e.ts, e.event_id))
+        # Aware datetimes compare as instants, like `ts`, without recomputing it.
+        ordered = sorted(self.events.values(), key=lambda e: (e.occurred_at, e.event_id))
         metrics = FAMILY_METRICS[self.family](ordered, ctx)
         return self.publish(f"{self.family}:{self.key}", Contribution(metrics, {}))
 

@@ -181,7 +181,7 @@ class LeadState(Subject):
         if self.mql is not None:
             count_scopes(metrics, influenced_scopes(points, self.mql.ts), "nb.mqls.influenced", 1)
         self._reengagements(ctx, metrics)
-        self._engagement(ctx, metrics)
+        self._engagement(points, metrics)
         for record in self.touches.values():
             if not ctx.parser.parse(record.campaign).valid:
                 invalid = dict.fromkeys(("all", f"campaign:{record.campaign}"), 1)
@@ -206,23 +206,20 @@ class LeadState(Subject):
             if point.partner is not None:
                 add_scopes(metrics, dict.fromkeys(point.scopes, 1), "leads.reengaged")
 
-    def _engagement(self, ctx: Context, metrics: dict[MetricKey, int]) -> None:
+    def _engagement(self, points: list[Touchpoint], metrics: dict[MetricKey, int]) -> None:
         """Registrations and attendees: once per lead, campaign and action.
 
         Every touch counts here, not only touchpoints ("later interactions
-        with the same campaign still feed campaign engagement metrics"); the
-        scopes are those of the lead's earliest touch with that campaign and
-        action.
+        with the same campaign still feed campaign engagement metrics"), in
+        the scopes of the lead's touchpoint of that campaign, so a lead's
+        engagement with a campaign is credited where its touchpoint is.
         """
-        first: dict[tuple[str, str], TouchRecord] = {}
-        for record in self.touches.values():
-            if record.action in ENGAGEMENT:
-                held = first.get((record.campaign, record.action))
-                if held is None or record[:2] < held[:2]:
-                    first[(record.campaign, record.action)] = record
-        for (_, action), record in first.items():
-            scopes = _touchpoint(self.key, record, ctx).scopes
-            add_scopes(metrics, dict.fromkeys(scopes, 1), ENGAGEMENT[action])
+        done = {(r.campaign, r.action) for r in self.touches.values() if r.action in ENGAGEMENT}
+        if not done:
+            return
+        scopes = {point.campaign: point.scopes for point in points}
+        for campaign, action in done:
+            add_scopes(metrics, dict.fromkeys(scopes[campaign], 1), ENGAGEMENT[action])
 
 
 def touchpoints(state: LeadState, ctx: Context) -> list[Touchpoint]:
