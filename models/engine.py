@@ -27,10 +27,11 @@ from models.events import (
     Mql,
     OpportunityCreated,
     OpportunityStage,
+    OtherEvent,
     Touch,
     route,
 )
-from models.groups import GroupEvent, GroupState, group_key
+from models.groups import GroupState, group_key
 from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection
@@ -161,7 +162,7 @@ class Engine:
             subject = self.others[key] = Subject(key[1])
         return subject
 
-    def _ingest_group(self, event: GroupEvent, position: int) -> None:
+    def _ingest_group(self, event: OtherEvent, position: int) -> None:
         key = group_key(event)
         group = self.groups.get(key)
         if group is None:

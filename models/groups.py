@@ -33,6 +33,7 @@ from models.events import (
     IntegrationInstalled,
     IntegrationUninstalled,
     IntegrationUsed,
+    OtherEvent,
     PartnerFeedback,
     ReferralOutcome,
     ReferralSent,
@@ -42,20 +43,9 @@ from models.events import (
 from models.output import unit_of
 from models.partners import normalise, partner_id, resolve, scopes_of
 
-GroupEvent: TypeAlias = (
-    IntegrationInstalled
-    | IntegrationUninstalled
-    | IntegrationUsed
-    | AccountSnapshot
-    | Campaign
-    | CampaignStats
-    | PartnerFeedback
-    | ReferralSent
-    | ReferralOutcome
-)
 Metrics: TypeAlias = dict[MetricKey, int]
 T = TypeVar("T")
-E = TypeVar("E", bound=GroupEvent)
+E = TypeVar("E", bound=OtherEvent)
 
 FAMILIES: dict[str, str] = {
     "integration_installed": "account",
@@ -71,7 +61,7 @@ FAMILIES: dict[str, str] = {
 """Event type → group family.  The subject is `<family>:<Kafka key>`."""
 
 
-def group_key(event: GroupEvent) -> tuple[str, str]:
+def group_key(event: OtherEvent) -> tuple[str, str]:
     """(family, Kafka key): the events sharing it form one subject."""
     return FAMILIES[event.type], route(event)[1]
 
@@ -81,9 +71,9 @@ class GroupState(Subject):
     """One group's events; its contribution is recomputed from all of them."""
 
     family: str = ""
-    events: dict[str, GroupEvent] = field(default_factory=dict)
+    events: dict[str, OtherEvent] = field(default_factory=dict)
 
-    def ingest(self, event: GroupEvent, position: int) -> bool:
+    def ingest(self, event: OtherEvent, position: int) -> bool:
         """Add one event; False when it was admitted before."""
         if not self.admit(event.event_id, event.ts, position):
             return False
@@ -132,7 +122,7 @@ def latest_value(values: Iterable[T | None]) -> T | None:
     return found
 
 
-def of_type(events: Iterable[GroupEvent], kind: type[E]) -> list[E]:
+def of_type(events: Iterable[OtherEvent], kind: type[E]) -> list[E]:
     """The events of one type, in event-time order."""
     return [event for event in events if isinstance(event, kind)]
 
@@ -206,7 +196,7 @@ FOREVER = 1 << 40
 """A day number beyond any event time: the end of a span that has not ended."""
 
 
-def integrations_of(events: Sequence[GroupEvent]) -> dict[str, Integration]:
+def integrations_of(events: Sequence[OtherEvent]) -> dict[str, Integration]:
     """Each integration's history, by normalised integration name."""
     found: dict[str, Integration] = {}
     used_by: dict[str, str] = {}
@@ -229,7 +219,7 @@ def integrations_of(events: Sequence[GroupEvent]) -> dict[str, Integration]:
     return found
 
 
-def account_metrics(events: Sequence[GroupEvent], ctx: Context) -> Metrics:
+def account_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     """Installs, uninstalls, activity (headline and daily), depth, cohort.
 
     The headline `integrations.active` and the depth bucket are as of the UTC
@@ -306,7 +296,7 @@ def hundredths(score: float) -> int:
 # --- campaigns: spend, reach, goals ---------------------------------------------
 
 
-def campaign_metrics(events: Sequence[GroupEvent], ctx: Context) -> Metrics:
+def campaign_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     """Spend and goal of the registry entry in force, and the latest cumulative stats.
 
     The campaign's own numbers land in the same scopes as its touchpoints:
@@ -388,7 +378,7 @@ def named_period(period: str) -> tuple[int, int] | None:
 # --- partner feedback and referrals ---------------------------------------------
 
 
-def feedback_metrics(events: Sequence[GroupEvent], ctx: Context) -> Metrics:
+def feedback_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     """NPS counts: every response; promoters score 9 to 10, detractors 0 to 6."""
     metrics: Metrics = {}
     for event in events:
@@ -406,7 +396,7 @@ def feedback_metrics(events: Sequence[GroupEvent], ctx: Context) -> Metrics:
     return metrics
 
 
-def referral_metrics(events: Sequence[GroupEvent], ctx: Context) -> Metrics:
+def referral_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     """A deal we referred to a partner: sent, accepted, won and its won ARR.
 
     The partner comes from the earliest `referral_sent`; without one the
@@ -434,7 +424,7 @@ def referral_metrics(events: Sequence[GroupEvent], ctx: Context) -> Metrics:
     return metrics
 
 
-FAMILY_METRICS: dict[str, Callable[[Sequence[GroupEvent], Context], Metrics]] = {
+FAMILY_METRICS: dict[str, Callable[[Sequence[OtherEvent], Context], Metrics]] = {
     "account": account_metrics,
     "campaign": campaign_metrics,
     "feedback": feedback_metrics,
