@@ -106,9 +106,8 @@ def bump(metrics: Metrics, scopes: Iterable[str], name: str, n: int = 1) -> None
     add_scopes(metrics, dict.fromkeys(scopes, n), name)
 
 
-def bump_daily(metrics: Metrics, scopes: Iterable[str], name: str, day: int) -> None:
+def bump_daily(metrics: Metrics, scopes: Sequence[str], name: str, day: int) -> None:
     """Count one for `name` and for its daily series `name@YYYY-MM-DD`."""
-    scopes = tuple(scopes)
     bump(metrics, scopes, name)
     bump(metrics, scopes, f"{name}@{day_name(day)}")
 
