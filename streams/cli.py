@@ -97,11 +97,19 @@ def recompute(file: Path, as_json: bool, model: str, mapping: str, max_bytes: in
 
 
 def run_file(file: Path, config: EngineConfig, max_bytes: int) -> tuple[Engine, int]:
-    """The engine after FILE, and the latest event time in it (0 for none)."""
-    items = list(read_jsonl(file, config, max_bytes))
+    """The engine after FILE, and the latest event time in it (0 for none); streams the file."""
+    latest = 0
+
+    def noting_latest() -> Iterator[Event | Rejection]:
+        nonlocal latest
+        for item in read_jsonl(file, config, max_bytes):
+            if not isinstance(item, Rejection):
+                latest = max(latest, item.ts)
+            yield item
+
     engine = Engine(config)
-    engine.run(items)
-    return engine, max((i.ts for i in items if not isinstance(i, Rejection)), default=0)
+    engine.run(noting_latest())
+    return engine, latest
 
 
 def print_tables(tables: list[Table]) -> None:
