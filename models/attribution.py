@@ -14,6 +14,7 @@ from fractions import Fraction
 from math import floor
 
 from models.config import Weights
+from models.partners import scopes_of
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -34,12 +35,7 @@ class Touchpoint:
     @property
     def scopes(self) -> tuple[str, ...]:
         """`all`, then campaign, partner and channel scopes where present."""
-        scopes = ["all", f"campaign:{self.campaign}"]
-        if self.partner:
-            scopes.append(f"partner:{self.partner}")
-        if self.channel:
-            scopes.append(f"channel:{self.channel}")
-        return tuple(scopes)
+        return scopes_of(self.campaign, self.partner, self.channel)
 
 
 def latest_at_or_before(points: Sequence[Touchpoint], moment: int) -> Touchpoint | None:

@@ -27,9 +27,11 @@ from models.events import (
     Mql,
     OpportunityCreated,
     OpportunityStage,
+    OtherEvent,
     Touch,
     route,
 )
+from models.groups import GroupState, group_key
 from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection
@@ -51,6 +53,7 @@ class Engine:
         self.leads: dict[str, LeadState] = {}
         self.opportunities: dict[str, OpportunityState] = {}
         self.others: dict[tuple[str, str], Subject] = {}
+        self.groups: dict[tuple[str, str], GroupState] = {}
         self.registry: dict[str, RegistryEntry] = {}
         self.totals: dict[MetricKey, int] = {}
         self._campaign_leads: dict[str, set[str]] = {}
@@ -59,6 +62,7 @@ class Engine:
         self._dirty_leads: set[str] = set()
         self._dirty_opportunities: set[str] = set()
         self._dirty_others: set[tuple[str, str]] = set()
+        self._dirty_groups: set[tuple[str, str]] = set()
         self._position = 0
 
     # --- input -------------------------------------------------------------
@@ -78,9 +82,11 @@ class Engine:
             self._ingest_opportunity(event, position)
         elif isinstance(event, Campaign):
             self._ingest_registry(event, position)
+            self._ingest_group(event, position)
         else:
             key = route(event)
             self._other(key).admit(event.event_id, event.ts, position)
+            self._ingest_group(event, position)
 
     def reject(self, rejection: Rejection) -> Deltas:
         """Count a dead letter (the caller publishes it)."""
@@ -109,6 +115,9 @@ class Engine:
             subject = self.others[(topic, key)]
             out.extend(subject.publish(f"{topic}:{key}", Contribution(subject.quality(), {})))
         self._dirty_others.clear()
+        for family_key in sorted(self._dirty_groups):
+            out.extend(self.groups[family_key].settle(self.ctx))
+        self._dirty_groups.clear()
         self._add(out)
         return out
 
@@ -152,6 +161,14 @@ class Engine:
         if subject is None:
             subject = self.others[key] = Subject(key[1])
         return subject
+
+    def _ingest_group(self, event: OtherEvent, position: int) -> None:
+        key = group_key(event)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = GroupState(key[1], family=key[0])
+        if group.ingest(event, position):
+            self._dirty_groups.add(key)
 
     def _ingest_lead(self, event: Touch | LeadCreated | Mql, position: int) -> None:
         lead = self._lead(event.lead_id)

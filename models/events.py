@@ -190,6 +190,16 @@ class ReferralOutcome(BaseEvent):
 LeadEvent: TypeAlias = Touch | LeadCreated | Mql
 OpportunityEvent: TypeAlias = OpportunityCreated | OpportunityStage
 IntegrationEvent: TypeAlias = IntegrationInstalled | IntegrationUninstalled | IntegrationUsed
+OtherEvent: TypeAlias = (
+    IntegrationEvent
+    | AccountSnapshot
+    | Campaign
+    | CampaignStats
+    | PartnerFeedback
+    | ReferralSent
+    | ReferralOutcome
+)
+"""Events of the integration and extension topics (grouped in `models/groups.py`)."""
 
 Event: TypeAlias = Annotated[
     Touch

@@ -37,6 +37,12 @@ from models.partners import normalise, partner_id
 MICRO = 1_000_000
 """A lead conversion is split in millionths, so attributed conversions stay integers."""
 
+ENGAGEMENT: dict[str, str] = {
+    "registered": "campaigns.registrations",
+    "attended": "campaigns.attendees",
+}
+"""Touch action → campaign engagement metric (a lead counts once per campaign)."""
+
 
 class TouchRecord(NamedTuple):
     """A touch event as stored: compact, normalised, in event-time order."""
@@ -175,6 +181,7 @@ class LeadState(Subject):
         if self.mql is not None:
             count_scopes(metrics, influenced_scopes(points, self.mql.ts), "nb.mqls.influenced", 1)
         self._reengagements(ctx, metrics)
+        self._engagement(points, metrics)
         for record in self.touches.values():
             if not ctx.parser.parse(record.campaign).valid:
                 invalid = dict.fromkeys(("all", f"campaign:{record.campaign}"), 1)
@@ -198,6 +205,21 @@ class LeadState(Subject):
             point = _touchpoint(self.key, record, ctx)
             if point.partner is not None:
                 add_scopes(metrics, dict.fromkeys(point.scopes, 1), "leads.reengaged")
+
+    def _engagement(self, points: list[Touchpoint], metrics: dict[MetricKey, int]) -> None:
+        """Registrations and attendees: once per lead, campaign and action.
+
+        Every touch counts here, not only touchpoints ("later interactions
+        with the same campaign still feed campaign engagement metrics"), in
+        the scopes of the lead's touchpoint of that campaign, so a lead's
+        engagement with a campaign is credited where its touchpoint is.
+        """
+        done = {(r.campaign, r.action) for r in self.touches.values() if r.action in ENGAGEMENT}
+        if not done:
+            return
+        scopes = {point.campaign: point.scopes for point in points}
+        for campaign, action in done:
+            add_scopes(metrics, dict.fromkeys(scopes[campaign], 1), ENGAGEMENT[action])
 
 
 def touchpoints(state: LeadState, ctx: Context) -> list[Touchpoint]:

@@ -20,12 +20,13 @@ from models.attribution import (
     scope_totals,
     split_integer,
 )
-from models.config import STAGE_ORDER
+from models.config import DAY_US, STAGE_ORDER
 from models.context import Context
 from models.contrib import (
     Contribution,
     CreditLine,
     Deltas,
+    MetricKey,
     Subject,
     add_scopes,
     count_scopes,
@@ -152,7 +153,29 @@ class OpportunityState(Subject):
             count_scopes(metrics, sourced, "pipeline.sourced_arr", cents)
             if self.won is not None:
                 count_scopes(metrics, sourced, "pipeline.sourced_won_arr", cents)
+        self._performance(pooled, metrics)
         return Contribution(metrics, credits)
+
+    def _performance(self, pooled: list[Touchpoint], metrics: dict[MetricKey, int]) -> None:
+        """Closed, won and days to close, for partner-involved deals beside all others.
+
+        Partner-involved: a partner touchpoint at or before the close, or a
+        source or referral partner; each involved partner's scope counts the
+        deal, and `all` counts it once on its side.  The close is the earliest
+        `closed_won` if any (a win is never undone), else the earliest
+        `closed_lost`; cycle days are whole days from creation to the close.
+        """
+        close = self.won if self.won is not None else self.lost
+        created = self.created
+        if close is None or created is None:
+            return
+        partners = {p.partner for p in pooled if p.partner is not None and p.ts <= close}
+        partners.update(p for p in (created.source_partner, created.referral_partner) if p)
+        side = "perf.partner" if partners else "perf.other"
+        scopes = ["all", *(f"partner:{p}" for p in sorted(partners))]
+        count_scopes(metrics, scopes, f"{side}.closed", 1)
+        count_scopes(metrics, scopes, f"{side}.won", int(self.won is not None))
+        count_scopes(metrics, scopes, f"{side}.cycle_days", max(0, (close - created.ts) // DAY_US))
 
     def _credits(
         self, ctx: Context, pooled: list[Touchpoint], lc: Touchpoint | None, cents: int

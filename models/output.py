@@ -9,25 +9,45 @@ from typing import Any
 from models.contrib import MetricKey
 from models.lead import MICRO
 
-UNITS: dict[str, int] = {"nb.leads.attributed": MICRO}
+UNITS: dict[str, int] = {
+    "nb.leads.attributed": MICRO,
+    "cohort.below.health_sum": 100,
+    "cohort.above.health_sum": 100,
+}
 """Metrics held as integers of a finer unit; rendered in whole units."""
 
 
+def unit_of(metric: str) -> int:
+    """The stored unit of `metric`; a goal field (`goal.target:<m>`) is in the unit of `<m>`."""
+    return UNITS.get(metric.rpartition(":")[2], 1)
+
+
 def render_value(metric: str, value: int) -> int | float:
-    unit = UNITS.get(metric)
-    return value if unit is None else round(value / unit, 6)
+    unit = unit_of(metric)
+    return value if unit == 1 else round(value / unit, 6)
 
 
 def render(
     metrics: Mapping[MetricKey, int], credits: Mapping[str, Mapping[str, Fraction]]
 ) -> dict[str, Any]:
-    """Sorted, zero-free, fractions rounded to 6 decimals: byte-stable for diffing."""
+    """Sorted, zero-free, fractions rounded to 6 decimals: byte-stable for diffing.
+
+    Daily series (`<metric>@<YYYY-MM-DD>`) go under `series` as
+    scope → metric → day → value, apart from the running totals.
+    """
     by_scope: dict[str, dict[str, int | float]] = {}
+    series: dict[str, dict[str, dict[str, int | float]]] = {}
     for (scope, metric), value in sorted(metrics.items()):
-        if value:
+        if not value:
+            continue
+        name, daily, day = metric.partition("@")
+        if daily:
+            series.setdefault(scope, {}).setdefault(name, {})[day] = render_value(name, value)
+        else:
             by_scope.setdefault(scope, {})[metric] = render_value(metric, value)
     return {
         "metrics": by_scope,
+        "series": series,
         "credits": {
             subject: {tid: float(round(share, 6)) for tid, share in sorted(lines.items())}
             for subject, lines in sorted(credits.items())

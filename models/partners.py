@@ -33,6 +33,8 @@ class ParsedName:
     valid: bool
     partner: str | None
     channel: str | None
+    period: str | None = None
+    """The naming convention's `period` group (`2026q3`, `2026-09`), if the pattern has one."""
 
 
 class NameParser:
@@ -52,7 +54,10 @@ class NameParser:
             else:
                 groups = match.groupdict()
                 hit = ParsedName(
-                    True, partner_id(groups.get("partner")), normalise(groups.get("channel"))
+                    True,
+                    partner_id(groups.get("partner")),
+                    normalise(groups.get("channel")),
+                    normalise(groups.get("period")),
                 )
             if len(self._cache) < 100_000:
                 self._cache[campaign] = hit
@@ -71,3 +76,17 @@ def resolve(
     if partner is None:  # an explicit "none" on the touch overrides, absence falls back
         partner = registry.get(campaign) or parsed.partner
     return partner_id(partner), channel or parsed.channel
+
+
+def scopes_of(campaign: str, partner: str | None, channel: str | None) -> tuple[str, ...]:
+    """`all`, then the campaign, partner and channel scopes where present.
+
+    One definition for a touchpoint and for a campaign's own numbers (spend,
+    impressions), so both land in exactly the same scopes.
+    """
+    scopes = ["all", f"campaign:{campaign}"]
+    if partner:
+        scopes.append(f"partner:{partner}")
+    if channel:
+        scopes.append(f"channel:{channel}")
+    return tuple(scopes)

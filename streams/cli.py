@@ -6,6 +6,7 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -15,12 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from models.config import EngineConfig
+from models.contrib import MetricKey
 from models.engine import Engine
-from models.events import Event
+from models.events import Event, to_micros
 from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
+from models.report import build_report, parse_as_of, rich_tables
 from models.synthetic import SyntheticConfig
 from models.synthetic import generate as synthesise
+from sinks.redis_sink import RedisSink, SinkUnavailableError
 from streams.bench import run_bench
 from streams.runtime import Endpoints, infrastructure, replay_run, run_worker, send_file
 from streams.settings import Settings
@@ -78,17 +82,106 @@ def main() -> None:
 @mapping_option
 @click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True)
 def recompute(file: Path, as_json: bool, model: str, mapping: str, max_bytes: int) -> None:
-    """Batch oracle: final metrics and credits of FILE, no broker needed."""
-    config = engine_config(model, mapping)
-    engine = Engine(config)
-    engine.run(read_jsonl(file, config, max_bytes))
+    """Batch oracle: final metrics and credits of FILE, no broker needed.
+
+    Without --json it prints the `report` tables of FILE as of its latest event.
+    """
+    engine, latest = run_file(file, engine_config(model, mapping), max_bytes)
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(render(engine.totals, engine.credits()), option=orjson.OPT_INDENT_2)
             + b"\n"
         )
         return
-    print_partner_table(engine.totals)
+    print_tables(rich_tables(build_report(engine.totals, latest)))
+
+
+def run_file(file: Path, config: EngineConfig, max_bytes: int) -> tuple[Engine, int]:
+    """The engine after FILE, and the latest event time in it (0 for none); streams the file."""
+    latest = 0
+
+    def noting_latest() -> Iterator[Event | Rejection]:
+        nonlocal latest
+        for item in read_jsonl(file, config, max_bytes):
+            if not isinstance(item, Rejection):
+                latest = max(latest, item.ts)
+            yield item
+
+    engine = Engine(config)
+    engine.run(noting_latest())
+    return engine, latest
+
+
+def print_tables(tables: list[Table]) -> None:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped output: never truncate the numbers
+    for table in tables:
+        console.print(table)
+
+
+@main.command()
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Compute the report from a .jsonl file with the engine instead of reading Redis.",
+)
+@click.option("--redis", "redis_url", help="Redis URL [default: PP_REDIS_URL, else local].")
+@click.option("--prefix", help="Redis key prefix [default: PP_KEY_PREFIX, else pp:].")
+@click.option(
+    "--as-of",
+    "as_of",
+    help="Date goal pace is measured at (ISO, UTC) [default: the file's latest event, "
+    "or now for Redis].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@model_option
+@mapping_option
+@click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True)
+def report(
+    file: Path | None,
+    redis_url: str | None,
+    prefix: str | None,
+    as_of: str | None,
+    as_json: bool,
+    model: str,
+    mapping: str,
+    max_bytes: int,
+) -> None:
+    """Partner report: New Business / Expansion funnel per partner, then the scorecard.
+
+    Reads the running totals from Redis (read only), or computes them from FILE.
+    """
+    if file is not None:
+        engine, latest = run_file(file, engine_config(model, mapping), max_bytes)
+        totals = engine.totals
+    else:
+        settings = Settings()
+        url = redis_url or settings.redis_url or LOCAL_REDIS
+        password = settings.redis_password.get_secret_value() if settings.redis_password else None
+        try:
+            totals = asyncio.run(read_totals(url, password, prefix or settings.key_prefix))
+        except SinkUnavailableError as exc:
+            raise click.ClickException(str(exc)) from exc
+        latest = to_micros(datetime.now(UTC))
+    document = build_report(totals, parse_as_of(as_of) if as_of else latest)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print_tables(rich_tables(document))
+
+
+LOCAL_REDIS = "redis://127.0.0.1:6379"
+
+
+async def read_totals(url: str, password: str | None, prefix: str) -> dict[MetricKey, int]:
+    """The running totals under `prefix` (bounded wait: a report must not hang)."""
+    sink = RedisSink.from_url(url, password, prefix=prefix, max_wait=10.0)
+    try:
+        return await sink.read_metrics()
+    finally:
+        await sink.close()
 
 
 def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
@@ -104,10 +197,7 @@ def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
             value = render_value(metric, totals.get((scope, metric), 0))
             cells.append(f"{value / 100:,.2f}" if metric.endswith("_arr") else f"{value:,}")
         table.add_row(scope, *cells)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # piped output: never truncate the numbers
-    console.print(table)
+    print_tables([table])
 
 
 @main.command()

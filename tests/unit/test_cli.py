@@ -39,7 +39,8 @@ def test_generate_then_recompute_json(tmp_path: Path) -> None:
     result = runner.invoke(main, ["recompute", str(events), "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert set(document) == {"metrics", "credits"}
+    assert set(document) == {"metrics", "series", "credits"}
+    assert document["series"]["all"]["integrations.installs"]  # the generator installs
     # The generator returns its deliberately malformed lines as str items.
     config = SyntheticConfig(seed=5, leads=200, duplicates=0.05, invalid=0.02, shuffle=0.5)
     bad = sum(isinstance(item, str) for item in generate(config))

@@ -37,6 +37,10 @@ CAMPAIGNS = [
     "webinar-ai",
 ]
 OPPS = ["o1", "o2", "o3"]
+ACCOUNTS = ["acme", "globex"]
+INTEGRATION_EVENTS = ["integration_installed", "integration_uninstalled", "integration_used"]
+GOAL_METRICS = ["nb.leads.influenced", "nb.leads.attributed", "campaigns.registrations"]
+STATUSES = ["accepted", "won", "lost"]
 
 when = st.integers(min_value=0, max_value=40).map(lambda d: (BASE + timedelta(days=d)).isoformat())
 ids = st.integers(min_value=0, max_value=10**6)
@@ -99,17 +103,83 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
                 stage["arr"] = draw(st.integers(0, 10**6)) / 100
             out.append(stage)
     for _ in range(draw(st.integers(0, 2))):
+        entry: dict[str, Any] = {
+            "type": "campaign",
+            "campaign": draw(st.sampled_from(CAMPAIGNS)),
+            "partner": draw(st.sampled_from([None, "segment", "slack"])),
+            "spend": draw(st.sampled_from([0, 1000, 2500.5])),
+            "occurred_at": draw(when),
+        }
+        if draw(st.booleans()):
+            entry["goal"] = {"metric": draw(st.sampled_from(GOAL_METRICS)), "target": 3}
+            if draw(st.booleans()):
+                entry["goal"] |= {"period_start": draw(when), "period_end": draw(when)}
+        out.append(entry)
+    out += draw(extension_events())
+    for number, event in enumerate(out):
+        event["event_id"] = f"e{number:03d}"
+    return out
+
+
+@st.composite
+def extension_events(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Integration, account, campaign-stats and partner-side events on a tiny universe."""
+    out: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(0, 10))):
+        kind = draw(st.sampled_from(INTEGRATION_EVENTS))
+        event: dict[str, Any] = {
+            "type": kind,
+            "account_id": draw(st.sampled_from(ACCOUNTS)),
+            "integration": draw(st.sampled_from(["crm", "chat"])),
+            "occurred_at": draw(when),
+        }
+        if kind != "integration_used" or draw(st.booleans()):
+            event["partner"] = draw(st.sampled_from(["hubspot", "slack"]))
+        out.append(event)
+    for _ in range(draw(st.integers(0, 3))):
+        snapshot: dict[str, Any] = {
+            "type": "account_snapshot",
+            "account_id": draw(st.sampled_from(ACCOUNTS)),
+            "arr": draw(st.sampled_from([0, 1200, 5000.25])),
+            "occurred_at": draw(when),
+        }
+        if draw(st.booleans()):
+            snapshot["health_score"] = draw(st.sampled_from([12.5, 70, 99.9]))
+        if draw(st.booleans()):
+            snapshot["churned"] = draw(st.booleans())
+        out.append(snapshot)
+    for _ in range(draw(st.integers(0, 2))):
+        impressions = draw(st.integers(0, 1000))
         out.append(
             {
-                "type": "campaign",
+                "type": "campaign_stats",
                 "campaign": draw(st.sampled_from(CAMPAIGNS)),
-                "partner": draw(st.sampled_from([None, "segment", "slack"])),
-                "spend": 1000,
+                "impressions": impressions,
+                "clicks": draw(st.integers(0, impressions)),
                 "occurred_at": draw(when),
             }
         )
-    for number, event in enumerate(out):
-        event["event_id"] = f"e{number:03d}"
+    for _ in range(draw(st.integers(0, 3))):
+        out.append(
+            {
+                "type": "partner_feedback",
+                "partner": draw(st.sampled_from(["slack", "zoom", "none"])),
+                "score": draw(st.integers(0, 10)),
+                "occurred_at": draw(when),
+            }
+        )
+    for _ in range(draw(st.integers(0, 4))):
+        referral: dict[str, Any] = {
+            "referral_id": draw(st.sampled_from(["r1", "r2"])),
+            "occurred_at": draw(when),
+        }
+        if draw(st.booleans()):
+            referral |= {"type": "referral_sent", "partner": draw(st.sampled_from(["zoom", "x"]))}
+        else:
+            referral |= {"type": "referral_outcome", "status": draw(st.sampled_from(STATUSES))}
+            if draw(st.booleans()):
+                referral["arr"] = draw(st.sampled_from([100, 250.5]))
+        out.append(referral)
     return out
 
 
@@ -124,7 +194,12 @@ def by_event_time(items: list[Event]) -> list[Event]:
 
 
 configs = st.sampled_from(
-    [EngineConfig(), EngineConfig(model="full-path"), EngineConfig(mapping="account")]
+    [
+        EngineConfig(),
+        EngineConfig(model="full-path"),
+        EngineConfig(mapping="account"),
+        EngineConfig(activity_days=3, depth_threshold=1),
+    ]
 )
 
 ORDER_DEPENDENT = {"dq.late_events", "dq.duplicates_ignored"}
