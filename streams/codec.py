@@ -8,6 +8,7 @@ settling recomputes it, and the Redis sink diffs against what it published.
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +16,11 @@ import orjson
 
 from models.attribution import Touchpoint
 from models.contrib import Subject
+from models.events import OtherEvent
+from models.groups import GroupState
 from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
 from models.opportunity import Amount, Created, OpportunityState
+from models.parse import parse_event
 
 
 def _tuples(value: object) -> list[Any]:
@@ -130,4 +134,22 @@ def load_subject(raw: bytes) -> Subject:
     head = orjson.loads(raw)
     state = Subject(head[0])
     _restore(state, head)
+    return state
+
+
+def dump_group(state: GroupState) -> bytes:
+    """A group keeps its events whole (their metrics are recomputed from all of them)."""
+    events = [event.model_dump_json() for event in state.events.values()]
+    return _dumps([_subject(state), state.family, events])
+
+
+def load_group(raw: bytes) -> GroupState:
+    head, family, events = orjson.loads(raw)
+    state = GroupState(head[0], family=family)
+    _restore(state, head)
+    for text in events:
+        event = parse_event(text.encode(), max_bytes=sys.maxsize)
+        if not isinstance(event, OtherEvent):
+            raise ValueError(f"stored group event does not parse: {event}")
+        state.events[event.event_id] = event
     return state

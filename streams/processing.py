@@ -39,21 +39,17 @@ from models.contrib import Contribution, Subject
 from models.engine import RegistryEntry
 from models.events import (
     INPUT_TOPICS,
-    AccountSnapshot,
     Campaign,
-    CampaignStats,
     Event,
-    IntegrationEvent,
     LeadCreated,
     Mql,
     OpportunityCreated,
     OpportunityStage,
-    PartnerFeedback,
-    ReferralOutcome,
-    ReferralSent,
+    OtherEvent,
     Touch,
     route,
 )
+from models.groups import GroupState, group_key
 from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection, parse_event
@@ -76,22 +72,15 @@ CONSUMED: Final = (*INPUT_TOPICS, *INTERNAL_TOPICS)
 TOPICS: Final = (*CONSUMED, DLQ, CREDITS, METRICS)
 """Every topic the pipeline reads or writes."""
 POSITION_BITS: Final = 40
+GROUP: Final = "group:"
+"""Kind prefix of a group (models/groups.py) in a key's stored `other` state."""
 LEAD_EVENTS: Final = (Touch, LeadCreated, Mql)
 OPPORTUNITY_EVENTS: Final = (OpportunityCreated, OpportunityStage)
-OTHER_EVENTS: Final = (
-    IntegrationEvent,
-    AccountSnapshot,
-    Campaign,
-    CampaignStats,
-    PartnerFeedback,
-    ReferralSent,
-    ReferralOutcome,
-)
-EXPECTED: Final[dict[str, tuple[type, ...]]] = {
+EXPECTED: Final[dict[str, Any]] = {
     "leads": LEAD_EVENTS,
     "opportunities": OPPORTUNITY_EVENTS,
 }
-"""Event classes per input topic; any other input topic carries `OTHER_EVENTS`."""
+"""Event classes per input topic; any other input topic carries an `OtherEvent`."""
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -259,7 +248,7 @@ class Processor:
             batch.reject(message, item.reason)
             return None
         event: Event = item
-        if not isinstance(item, EXPECTED.get(kind, OTHER_EVENTS)) or route(event)[0] != kind:
+        if not isinstance(item, EXPECTED.get(kind, OtherEvent)) or route(event)[0] != kind:
             batch.reject(message, "wrong_topic")
             return None
         return event
@@ -378,19 +367,36 @@ class Processor:
     # --- integration, account, campaign and partner topics -------------------
 
     def _other_event(
-        self, message: Message, item: Event, other: Loaded[dict[str, Subject]]
+        self, message: Message, item: OtherEvent, other: Loaded[dict[str, Subject]]
     ) -> bool:
-        kind, key = route(item)
-        subject = other(key).setdefault(kind, Subject(key))
-        return subject.admit(item.event_id, item.ts, message.position)
+        """Into the topic's subject (data quality) and the event's group (metrics),
+        as `Engine` does; both live under the event's key."""
+        topic, key = route(item)
+        subjects = other(key)
+        admitted = subjects.setdefault(topic, Subject(key)).admit(
+            item.event_id, item.ts, message.position
+        )
+        family, _ = group_key(item)
+        group = subjects.setdefault(f"{GROUP}{family}", GroupState(key, family=family))
+        assert isinstance(group, GroupState)
+        group.ingest(item, message.position)
+        return admitted
 
     def _settle_others(self, touched: dict[str, dict[str, Subject]], batch: Batch) -> None:
         subjects = self.keys.subjects("other")
         for key, kinds in touched.items():
+            stored = {}
             for kind, subject in kinds.items():
-                batch.contributions[f"{kind}:{key}"] = Contribution(subject.quality(), {})
-            value = orjson.dumps({k: codec.dump_subject(s).decode() for k, s in kinds.items()})
-            batch.states.append(("h", subjects, key, value.decode()))
+                if isinstance(subject, GroupState):
+                    subject.settle(self.ctx)
+                    name = f"{subject.family}:{key}"
+                    batch.contributions[name] = subject.contribution
+                    batch.causes[name] = subject.cause
+                    stored[kind] = codec.dump_group(subject).decode()
+                else:
+                    batch.contributions[f"{kind}:{key}"] = Contribution(subject.quality(), {})
+                    stored[kind] = codec.dump_subject(subject).decode()
+            batch.states.append(("h", subjects, key, orjson.dumps(stored).decode()))
 
 
 S = TypeVar("S")
@@ -417,7 +423,11 @@ class Loaded(Generic[S]):
 
 
 def _load_other(raw: bytes) -> dict[str, Subject]:
-    return {k: codec.load_subject(v.encode()) for k, v in orjson.loads(raw).items()}
+    """A key's topic subjects and groups (kinds `<topic>` and `group:<family>`)."""
+    return {
+        kind: (codec.load_group if kind.startswith(GROUP) else codec.load_subject)(value.encode())
+        for kind, value in orjson.loads(raw).items()
+    }
 
 
 def _newer(entry: dict[str, Any], held: dict[str, Any]) -> bool:

@@ -41,6 +41,7 @@ def contributions(engine: Engine) -> dict[str, Contribution]:
     out = {f"lead:{k}": s.contribution for k, s in engine.leads.items()}
     out.update({f"opportunity:{k}": s.contribution for k, s in engine.opportunities.items()})
     out.update({f"{t}:{k}": s.contribution for (t, k), s in engine.others.items()})
+    out.update({f"{f}:{k}": s.contribution for (f, k), s in engine.groups.items()})
     return out
 
 

@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from models.config import EngineConfig
 from models.engine import Engine
 from streams.codec import (
+    dump_group,
     dump_lead,
     dump_opportunity,
     dump_subject,
+    load_group,
     load_lead,
     load_opportunity,
     load_subject,
@@ -45,6 +47,11 @@ def test_restored_state_settles_to_the_same_contribution(
             other.repeats,
             other.late,
         )
+    for group in engine.groups.values():
+        restored_group = load_group(dump_group(group))
+        restored_group.settle(engine.ctx)
+        assert restored_group.contribution == group.contribution
+        assert (restored_group.family, restored_group.seen) == (group.family, group.seen)
 
 
 def test_lead_state_is_compact() -> None:
