@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
@@ -40,6 +41,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sinks.keys import escape, escape_named, glob_escape, unescape_named
 from sinks.redis_sink import RedisSink, SinkUnavailableError
+from streams.runtime import sink_for
+from streams.settings import Settings
 
 __all__ = ["STATIC_DIR", "create_app", "serve"]
 
@@ -441,3 +444,36 @@ def _json(body: object, status: int = 200) -> web.Response:
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def main() -> None:
+    """``python -m streams.web``: the dashboard alone (the compose file's service).
+
+    Reads ``PP_REDIS_URL`` (required), ``PP_REDIS_PASSWORD``, ``PP_KEY_PREFIX``,
+    ``PP_WEB_HOST`` and ``PP_WEB_PORT``; runs until SIGINT or SIGTERM.
+    """
+    settings = Settings()
+    if settings.redis_url is None:
+        raise SystemExit("set PP_REDIS_URL to the Redis the workers write to")
+    redis_url = settings.redis_url
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        sink = sink_for(settings, redis_url)
+        try:
+            async with serve(
+                sink.client, settings.key_prefix, settings.web_host, settings.web_port
+            ) as url:
+                print(f"dashboard: {url}", flush=True)
+                await stop.wait()
+        finally:
+            await sink.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

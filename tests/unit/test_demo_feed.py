@@ -42,7 +42,7 @@ def test_epoch_zero_is_the_synthetic_world_renamed() -> None:
             continue
         expected = {key: "r0-" + value if key in RENAMED else value for key, value in item.items()}
         if "lead_ids" in item:
-            expected["lead_ids"] = [f"r0-{lead}" for lead in item["lead_ids"]]  # type: ignore[attr-defined]
+            expected["lead_ids"] = [f"r0-{lead}" for lead in item["lead_ids"]]
         assert orjson.loads(line) == expected
         renamed += 1
     assert renamed > 1000
