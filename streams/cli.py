@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -15,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from models.config import EngineConfig
+from models.crm import CrmExport
+from models.crm import convert as convert_export
 from models.engine import Engine
 from models.events import Event
 from models.output import render, render_value
@@ -186,6 +190,61 @@ def demo(
         open_browser=open_browser,
         console=Console(stderr=True),
     )
+
+
+def read_csv(path: Path | None) -> list[dict[str, str]]:
+    """Rows of a CRM export (UTF-8, with or without a BOM); none when not given."""
+    if path is None:
+        return []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+csv_option = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@main.command()
+@click.option("--leads", type=csv_option, help="Lead export (CSV).")
+@click.option("--campaign-members", type=csv_option, help="CampaignMember export (CSV).")
+@click.option("--opportunities", type=csv_option, help="Opportunity export (CSV).")
+@click.option("--contact-roles", type=csv_option, help="OpportunityContactRole export (CSV).")
+@click.option(
+    "--out", "out", type=click.File("w"), default="-", help="Output .jsonl (default stdout)."
+)
+def convert(
+    leads: Path | None,
+    campaign_members: Path | None,
+    opportunities: Path | None,
+    contact_roles: Path | None,
+    out: IO[str],
+) -> None:
+    """Convert Salesforce CSV exports to PartnerPulse events (.jsonl) for `send`.
+
+    Column mapping: docs/crm-import.md. Rows that cannot become events are
+    counted by reason on stderr; every event written is validated.
+    """
+    result = convert_export(
+        CrmExport(
+            read_csv(leads),
+            read_csv(campaign_members),
+            read_csv(opportunities),
+            read_csv(contact_roles),
+        )
+    )
+    invalid: Counter[str] = Counter()
+    for event in result.events:
+        raw = orjson.dumps(event)
+        parsed = parse_event(raw)
+        if isinstance(parsed, Rejection):
+            invalid[f"{event['type']}: {parsed.reason}"] += 1
+        else:
+            out.write(raw.decode() + "\n")
+    click.echo(f"events: {len(result.events) - invalid.total()}", err=True)
+    for reason, count in sorted(result.skipped.items()):
+        click.echo(f"skipped {count}: {reason}", err=True)
+    if invalid:
+        details = ", ".join(f"{count} {reason}" for reason, count in sorted(invalid.items()))
+        raise click.ClickException(f"rows that are not valid events (not written): {details}")
 
 
 @main.command()
