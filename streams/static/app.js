@@ -32,6 +32,7 @@ const FUNNEL = [
   ["S2", ["nb.s2.influenced"]],
   ["Won", ["nb.cw.influenced"]],
 ];
+const CAMPAIGN_ROWS = 20;
 const COLORS = ["#2f6fed", "#e8590c", "#2b8a3e", "#ae3ec9", "#f59f00", "#0c8599", "#c2255c", "#5c940d", "#495057"];
 
 const state = { metrics: {}, cursor: "0-0", source: null, renderQueued: false, history: {} };
@@ -140,22 +141,29 @@ function renderDq() {
 function renderCampaigns() {
   const scopes = scopesOf("campaign");
   if (!scopes.length) { replace("campaigns", empty("no campaign data yet")); return; }
-  const present = FUNNEL.map(([title, names]) => [title, names.find((n) => scopes.some((s) => n in (state.metrics[s] || {}))) || names[0]]);
+  const has = (m) => scopes.some((s) => m in (state.metrics[s] || {}));
+  const stages = FUNNEL.map(([title, names]) => [title, names.find(has)]);
+  const shown = stages.filter(([, m]) => m);
+  const missing = stages.filter(([, m]) => !m).map(([t]) => t.toLowerCase());
   const rates = [...new Set(scopes.flatMap((s) => Object.keys(state.metrics[s] || {})
-    .filter((m) => /^campaigns?\./.test(m) && !present.some(([, p]) => p === m))))].sort();
+    .filter((m) => /^campaigns?\./.test(m) && !shown.some(([, p]) => p === m))))].sort();
   const table = el("table", { "data-testid": "campaign-table" });
   const head = el("tr");
-  head.append(el("th", {}, "campaign"), ...present.map(([t]) => el("th", { class: "num" }, t)),
+  head.append(el("th", {}, "campaign"), ...shown.map(([t]) => el("th", { class: "num" }, t)),
     ...rates.map((m) => el("th", { class: "num" }, m.replace(/^campaigns?\./, ""))));
   table.append(head);
-  const rows = scopes.map((s) => [s, value(s, "nb.leads.influenced")]).sort((a, b) => b[1] - a[1]);
-  for (const [scope] of rows) {
+  const top = scopes.map((s) => [s, value(s, "nb.leads.influenced")]).sort((a, b) => b[1] - a[1]).slice(0, CAMPAIGN_ROWS);
+  for (const [scope] of top) {
     const row = el("tr");
-    row.append(el("td", {}, label(scope)), ...present.map(([, m]) => metricCell(scope, m)),
+    row.append(el("td", {}, label(scope)), ...shown.map(([, m]) => metricCell(scope, m)),
       ...rates.map((m) => metricCell(scope, m)));
     table.append(row);
   }
-  replace("campaigns", table);
+  const notes = [`${top.length} of ${scopes.length} campaigns, by influenced leads.`];
+  if (missing.length) notes.push(`No data yet for ${missing.join(", ")}.`);
+  const box = el("div");
+  box.append(table, el("p", { class: "muted", "data-testid": "campaign-note" }, notes.join(" ")));
+  replace("campaigns", box);
 }
 
 function renderGeneric() {

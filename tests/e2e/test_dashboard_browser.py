@@ -18,6 +18,7 @@ from functools import cache
 import pytest
 from playwright.async_api import Page, async_playwright
 
+from models.contrib import Contribution
 from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
 from streams.web import serve
@@ -113,6 +114,13 @@ async def test_page_shows_redis_numbers_and_follows_changes_live(
     head, tail = run.batches[:-1], run.batches[-1]
     for batch in head:
         await sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
+    # Metrics whose names are not settled yet are rendered generically: one of each kind.
+    extra = {
+        ("partner:slack", "integrations.installs"): 7,
+        ("campaign:zz-test", "campaign.registrations"): 5,
+        ("campaign:zz-test", "nb.leads.influenced"): 10**6,  # first row of the funnel
+    }
+    await sink.apply({"test:extra": Contribution(extra, {})}, [], {})
 
     async with serve(sink.client, sink.keys.prefix, port=0) as url:
         await page.goto(url)
@@ -128,6 +136,15 @@ async def test_page_shows_redis_numbers_and_follows_changes_live(
         assert dq_extra  # dead letters by reason
         count = await assert_page_equals_redis(page, sink)
         assert count == len(rows) * len(NBEX) + len(DQ) + len(dq_extra)
+
+        for (scope, metric), value in extra.items():
+            section = "#integrations" if metric.startswith("integrations.") else "#campaigns"
+            cell = page.locator(f'{section} [data-testid="{scope}|{metric}"]')
+            assert await cell.get_attribute("data-value") == str(value)
+        assert (
+            "no data yet for attendees"
+            in (await page.inner_text('[data-testid="campaign-note"]')).lower()
+        )
 
         await page.evaluate("window.__notReloaded = true")
         applied = await sink.apply(tail.contributions, tail.dead_letters, tail.offsets)
