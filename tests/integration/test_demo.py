@@ -76,8 +76,10 @@ def test_demo_serves_growing_numbers_and_stops_cleanly_on_sigterm(tmp_path: Path
             applied = get(url + "api/status")["applied"]
             return metrics["all"].get("nb.leads.influenced", 0), sum(applied.values())
 
-        first = poll(leads, lambda v: v[0] > 0, 75)
-        poll(leads, lambda v: v[0] > first[0] and v[1] > first[1], 30)
+        first = poll(leads, lambda v: v[0] > 0, 60)
+        # The worker may restart itself once early on (its delivery watchdog, exit 70),
+        # which pauses applying for ~20 s: leave room for that.
+        poll(leads, lambda v: v[0] > first[0] and v[1] > first[1], 45)
         assert processes_with(f"PP_APP_ID=pp-replay-{run_id}".encode())  # its worker runs
 
         demo.send_signal(signal.SIGTERM)
