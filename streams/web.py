@@ -84,7 +84,7 @@ def create_app(
     `redis` must use a socket timeout longer than `SSE_BLOCK_MS` (the sink's
     clients use 30 s).  The caller owns it and closes it.
     """
-    app = web.Application(client_max_size=1024, middlewares=[_read_only, _headers])
+    app = web.Application(client_max_size=1024, middlewares=[_headers, _read_only])
     app[_SINK] = RedisSink(redis, prefix=prefix, max_wait=read_wait)
     app[_SSE_TASKS] = set()
     app[_MAX_SSE] = max_sse_clients

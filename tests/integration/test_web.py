@@ -149,6 +149,7 @@ async def test_keys_from_requests_are_escaped(served: Served) -> None:
 async def test_only_get_is_allowed(served: Served, method: str, path: str) -> None:
     async with served.http.request(method, served.url + path, data=b"x") as response:
         assert response.status == 405
+        assert response.headers["X-Frame-Options"] == "DENY"
         if method != "HEAD":
             assert response.headers["Allow"] == "GET"
 
