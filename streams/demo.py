@@ -86,6 +86,8 @@ class Progress:
     """Messages the broker acknowledged."""
     applied: int = 0
     """Messages of the input topics the sink has applied (from its offsets)."""
+    restarts: int = 0
+    """Times the worker exited asking for a restart (and was restarted)."""
 
     @property
     def lag(self) -> int:
@@ -94,7 +96,7 @@ class Progress:
     def line(self, url: str) -> str:
         return (
             f"{url}  events in {self.sent:,}  applied {self.applied:,}  lag {self.lag:,}"
-            "  (Ctrl-C to stop)"
+            f"  worker restarts {self.restarts}  (Ctrl-C to stop)"
         )
 
 
@@ -162,6 +164,7 @@ def run_demo(
         with replay_run(settings) as run:
             run.delete_keys = not keep
             console.print(f"redis key prefix: {run.settings.key_prefix}", highlight=False)
+            console.print(f"worker logs: {run.logs}", highlight=False)
             run.start_worker()
             return asyncio.run(_live(run, rate, duration, host, port, seed, open_browser, console))
     except KeyboardInterrupt:
@@ -207,6 +210,7 @@ async def _live(
                     progress.applied = applied_count(
                         await sink.read_offsets(), run.settings.input_topics
                     )
+                    progress.restarts = run.restarts
                     if console.is_terminal:
                         live.update(Text(progress.line(url)), refresh=True)
                     elif loop.time() - shown >= 5:  # logs: one line every 5 s
