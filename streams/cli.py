@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,8 @@ from rich.table import Table
 
 from models.config import EngineConfig
 from models.contrib import MetricKey
+from models.crm import CrmExport
+from models.crm import convert as convert_export
 from models.engine import Engine
 from models.events import Event, to_micros
 from models.output import render, render_value
@@ -26,6 +30,7 @@ from models.synthetic import SyntheticConfig
 from models.synthetic import generate as synthesise
 from sinks.redis_sink import RedisSink, SinkUnavailableError
 from streams.bench import run_bench
+from streams.demo import run_demo
 from streams.runtime import Endpoints, infrastructure, replay_run, run_worker, send_file
 from streams.settings import Settings
 
@@ -233,6 +238,103 @@ def generate(
     for item in items:
         out.write(item if isinstance(item, str) else orjson.dumps(item).decode())
         out.write("\n")
+
+
+@main.command()
+@click.option("--rate", default=300.0, show_default=True, help="Events per second fed.")
+@click.option(
+    "--duration", default=0.0, show_default=True, help="Seconds to run; 0 = until Ctrl-C."
+)
+@click.option("--host", default=None, help="Dashboard address [default: PP_WEB_HOST, 127.0.0.1].")
+@click.option(
+    "--port", type=int, default=None, help="Dashboard port, 0 = any [default: PP_WEB_PORT, 6066]."
+)
+@click.option("--seed", default=1, show_default=True, help="Seed of the synthetic feed.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
+@click.option("--keep", is_flag=True, help="Keep the demo's Redis keys on exit.")
+def demo(
+    rate: float,
+    duration: float,
+    host: str | None,
+    port: int | None,
+    seed: int,
+    open_browser: bool,
+    keep: bool,
+) -> None:
+    """Broker, worker, a live synthetic feed and the dashboard, on embedded defaults.
+
+    Uses PP_BROKER / PP_REDIS_URL when set, else starts its own. Its topics,
+    consumer group and Redis keys are its own (removed on exit unless --keep).
+    """
+    if rate <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--rate")
+    settings = Settings()
+    run_demo(
+        settings,
+        rate=rate,
+        duration=duration,
+        host=host or settings.web_host,
+        port=settings.web_port if port is None else port,
+        seed=seed,
+        keep=keep,
+        open_browser=open_browser,
+        console=Console(stderr=True),
+    )
+
+
+def read_csv(path: Path | None) -> list[dict[str, str]]:
+    """Rows of a CRM export (UTF-8, with or without a BOM); none when not given."""
+    if path is None:
+        return []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+csv_option = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@main.command()
+@click.option("--leads", type=csv_option, help="Lead export (CSV).")
+@click.option("--campaign-members", type=csv_option, help="CampaignMember export (CSV).")
+@click.option("--opportunities", type=csv_option, help="Opportunity export (CSV).")
+@click.option("--contact-roles", type=csv_option, help="OpportunityContactRole export (CSV).")
+@click.option(
+    "--out", "out", type=click.File("w"), default="-", help="Output .jsonl (default stdout)."
+)
+def convert(
+    leads: Path | None,
+    campaign_members: Path | None,
+    opportunities: Path | None,
+    contact_roles: Path | None,
+    out: IO[str],
+) -> None:
+    """Convert Salesforce CSV exports to PartnerPulse events (.jsonl) for `send`.
+
+    Column mapping: docs/crm-import.md. Rows that cannot become events are
+    counted by reason on stderr; every event written is validated.
+    """
+    result = convert_export(
+        CrmExport(
+            read_csv(leads),
+            read_csv(campaign_members),
+            read_csv(opportunities),
+            read_csv(contact_roles),
+        )
+    )
+    invalid: Counter[str] = Counter()
+    for event in result.events:
+        raw = orjson.dumps(event)
+        parsed = parse_event(raw)
+        if isinstance(parsed, Rejection):
+            invalid[f"{event['type']}: {parsed.reason}"] += 1
+        else:
+            out.write(raw.decode() + "\n")
+    click.echo(f"events: {len(result.events) - invalid.total()}", err=True)
+    for reason, count in sorted(result.skipped.items()):
+        click.echo(f"skipped {count}: {reason}", err=True)
+    if invalid:
+        details = ", ".join(f"{count} {reason}" for reason, count in sorted(invalid.items()))
+        raise click.ClickException(f"rows that are not valid events (not written): {details}")
 
 
 @main.command()

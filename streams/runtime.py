@@ -146,16 +146,19 @@ def destination(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
     return settings.topic("leads"), None
 
 
-async def send_file(path: Path, settings: Settings, bootstrap: str) -> dict[str, int]:
-    """Publish every non-blank line of `path`; returns messages per topic."""
+async def input_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
+    """A started producer for the input topics (created first if missing)."""
     await create_topics(bootstrap, all_topics(settings))
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=20,
-        acks="all",
-        **settings.aiokafka_security(),
+        bootstrap_servers=bootstrap, linger_ms=20, acks="all", **settings.aiokafka_security()
     )
     await producer.start()
+    return producer
+
+
+async def send_file(path: Path, settings: Settings, bootstrap: str) -> dict[str, int]:
+    """Publish every non-blank line of `path`; returns messages per topic."""
+    producer = await input_producer(settings, bootstrap)
     counts: dict[str, int] = {}
     try:
         pending = []

@@ -1,0 +1,493 @@
+"""The live dashboard: a read-only HTTP server over the Redis keys the sink writes.
+
+`create_app(redis, prefix)` serves the page (`streams/static/`, the charting
+library vendored there so it works offline), a JSON API and a server-sent
+events stream.  It only ever reads Redis: there is no route that writes, and
+any method other than GET is answered 405 before routing, so the worker's
+effectively-once state cannot be disturbed from a browser.
+
+Live updates follow the capped stream ``<prefix>changes`` that `sinks/apply.lua`
+appends to (one entry per changing batch, field ``changes``: a JSON list of
+``{"scope", "metric", "value", "delta"}`` with *absolute* new values).  Each SSE
+client reads it with its own ``XREAD`` from its last entry id, so a reconnecting
+browser resumes exactly where it stopped (``Last-Event-ID``); the stream rather
+than the pub/sub channel, because pub/sub drops whatever is published while a
+client is reconnecting.  When entries a client has not seen may have been
+trimmed away, it gets a ``reset`` event and reloads the snapshot.
+
+Every key part built from a request (scope, subject, metric) goes through
+`sinks.keys` escaping, exactly as the sink builds them, so a request can only
+name keys of the shapes below its prefix.  See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from models.derived import by_scope, derive
+from models.events import to_micros
+from sinks.keys import escape, glob_escape, unescape_named
+from sinks.redis_sink import RedisSink, SinkUnavailableError
+from streams.runtime import sink_for
+from streams.settings import Settings
+
+__all__ = ["STATIC_DIR", "create_app", "serve"]
+
+STATIC_DIR: Final = Path(str(resources.files("streams").joinpath("static")))
+
+MAX_NAME: Final = 512
+"""Longest scope, subject or metric a request may name (bytes of the raw text)."""
+MAX_LIMIT: Final = 500
+"""Most rows one list request returns (leaderboards, subjects)."""
+SSE_BLOCK_MS: Final = 5_000
+"""How long one XREAD waits; a keep-alive comment goes out when nothing came."""
+SSE_BATCH: Final = 200
+READ_WAIT: Final = 3.0
+"""Seconds the sink's own readers (offsets, credit lines) retry before a 503."""
+
+_ENTRY_ID: Final = re.compile(r"\d{1,20}-\d{1,20}")
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+_SINK: Final = web.AppKey("sink", RedisSink)
+_SSE_TASKS: Final = web.AppKey[set[asyncio.Task[Any]]]("sse_tasks")
+_MAX_SSE: Final = web.AppKey("max_sse", int)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    redis: Redis, prefix: str, *, max_sse_clients: int = 64, read_wait: float = READ_WAIT
+) -> web.Application:
+    """The dashboard application on `redis` under key `prefix` (e.g. ``pp:``).
+
+    `redis` must use a socket timeout longer than `SSE_BLOCK_MS` (the sink's
+    clients use 30 s).  The caller owns it and closes it.
+    """
+    app = web.Application(client_max_size=1024, middlewares=[_headers, _read_only])
+    app[_SINK] = RedisSink(redis, prefix=prefix, max_wait=read_wait)
+    app[_SSE_TASKS] = set()
+    app[_MAX_SSE] = max_sse_clients
+    routes = {
+        "/": _index,
+        "/api/scopes": _scopes,
+        "/api/metrics": _metrics,
+        "/api/derived": _derived,
+        "/api/series": _series,
+        "/api/leaderboard": _leaderboard,
+        "/api/subjects": _subjects,
+        "/api/credits": _credits,
+        "/api/dq": _dq,
+        "/api/status": _status,
+        "/api/events": _events,
+    }
+    for path, handler in routes.items():
+        app.router.add_get(path, handler, allow_head=False)
+    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False, append_version=False)
+    app.on_shutdown.append(_close_event_streams)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    redis: Redis, prefix: str, host: str = "127.0.0.1", port: int = 6066
+) -> AsyncIterator[str]:
+    """Run the dashboard until the block exits; yields its URL.
+
+    Loopback by default: the data is commercial, and there is no
+    authentication.  Port 0 picks a free port (the URL tells which).
+    aiohttp's defaults cap the request line and each header at 8190 bytes
+    and the number of headers at 128; `create_app` caps bodies at 1 KiB.
+    """
+    runner = web.AppRunner(create_app(redis, prefix), shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        bound = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        yield f"http://{shown}:{bound}/"
+    finally:
+        await runner.cleanup()
+
+
+# --- middleware -----------------------------------------------------------------
+
+
+@web.middleware
+async def _read_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only GET exists: answer 405 to anything else before it reaches a route."""
+    if request.method != "GET":
+        raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+    return await handler(request)
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Security headers on every answer; Redis outages become 503, not 500."""
+    try:
+        response = await handler(request)
+    except (SinkUnavailableError, RedisConnectionError, RedisTimeoutError):
+        response = _json({"error": "redis unavailable"}, status=503)
+    except web.HTTPException as exc:
+        exc.headers.update(_SECURITY_HEADERS)
+        raise
+    if not response.prepared:
+        response.headers.update(_SECURITY_HEADERS)
+    return response
+
+
+# --- handlers -------------------------------------------------------------------
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _scopes(request: web.Request) -> web.Response:
+    """Every scope that has a metrics hash, sorted (``all`` first)."""
+    sink = request.app[_SINK]
+    scopes = await _scan_scopes(sink)
+    return _json({"scopes": scopes})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Metric hashes of the scopes asked for (``scope=`` repeated), or of every scope.
+
+    ``cursor`` is the changes stream's last entry id read *before* the
+    hashes: following the stream from there misses nothing, and replaying
+    an entry already reflected is harmless (entries carry absolute values).
+    """
+    sink = request.app[_SINK]
+    asked = [_name(v, "scope") for v in request.query.getall("scope", [])]
+    cursor = await _last_entry_id(sink)
+    scopes = asked or await _scan_scopes(sink)
+    hashes = await _hgetall_many(sink, [sink.keys.metrics(s) for s in scopes])
+    metrics = {
+        s: {m: _number(v) for m, v in sorted(h.items())}
+        for s, h in zip(scopes, hashes, strict=True)
+    }
+    return _json({"cursor": cursor, "metrics": metrics})
+
+
+async def _derived(request: web.Request) -> web.Response:
+    """Rates and ratios of every scope (`models.derived`, as `report` computes them).
+
+    Goal pace is as of now (wall clock), the moment a dashboard shows.
+    """
+    sink = request.app[_SINK]
+    totals = await sink.read_metrics()
+    now = datetime.now(UTC)
+    return _json({"as_of": now.isoformat(), "derived": derive(by_scope(totals), to_micros(now))})
+
+
+async def _series(request: web.Request) -> web.Response:
+    """Daily series ``<prefix>d:<scope>:<metric>`` (day -> value), ordered by day."""
+    sink = request.app[_SINK]
+    scope = _name(_required(request, "scope"), "scope")
+    metric = _name(_required(request, "metric"), "metric")
+    raw = await sink.client.hgetall(sink.keys.series(scope, metric))
+    points = sorted((_text(day), _number(_text(v))) for day, v in raw.items())
+    return _json({"scope": scope, "metric": metric, "points": [list(p) for p in points]})
+
+
+async def _leaderboard(request: web.Request) -> web.Response:
+    """Sorted set ``<prefix>lb:<metric>``: partners by metric, highest first."""
+    sink = request.app[_SINK]
+    metric = _name(_required(request, "metric"), "metric")
+    limit = _limit(request, 20)
+    key = f"{sink.keys.prefix}lb:{escape(metric)}"
+    rows: Any = await sink.client.zrevrange(key, 0, limit - 1, withscores=True)
+    entries = [
+        {"member": _member(m), "value": int(score) if float(score).is_integer() else score}
+        for m, score in rows
+    ]
+    return _json({"metric": metric, "entries": entries})
+
+
+async def _subjects(request: web.Request) -> web.Response:
+    """Up to ``limit`` subjects of one kind that have a credit breakdown (unordered)."""
+    sink = request.app[_SINK]
+    kind = request.query.get("kind", "opportunity")
+    if kind not in {"opportunity", "lead"}:
+        raise web.HTTPBadRequest(text="kind must be opportunity or lead")
+    limit = _limit(request, 50)
+    pattern = glob_escape(sink.keys.credit_prefix + kind + ":") + "*"
+
+    async def scan() -> list[str]:
+        found: list[str] = []
+        async for key in sink.client.scan_iter(match=pattern, count=1000):
+            found.append(sink.keys.subject_of(_text(key)))
+            if len(found) >= limit:
+                break
+        return found
+
+    return _json({"kind": kind, "subjects": sorted(await scan())})
+
+
+async def _credits(request: web.Request) -> web.Response:
+    """One subject's credit breakdown: why each touchpoint (and so each partner) got credit."""
+    sink = request.app[_SINK]
+    subject = _name(_required(request, "subject"), "subject")
+    lines = await sink.read_credit_lines(subject)
+    touchpoints = [
+        {
+            "touch": touch,
+            "credit": f"{line.credit.numerator}/{line.credit.denominator}",
+            "share": round(float(line.credit), 6),
+            "units": line.units,
+            "positions": list(line.positions),
+            "scopes": list(line.scopes),
+            "ts": line.ts,
+        }
+        for touch, line in sorted(lines.items(), key=lambda kv: (kv[1].ts, kv[0]))
+    ]
+    return _json({"subject": subject, "touchpoints": touchpoints})
+
+
+async def _dq(request: web.Request) -> web.Response:
+    """Data-quality counters (``dq.*`` of scope ``all``), dead letters by reason included."""
+    sink = request.app[_SINK]
+    raw = await sink.client.hgetall(sink.keys.metrics("all"))
+    counters = {m: _number(v) for m, v in sorted(_decode(raw).items()) if m.startswith("dq.")}
+    return _json({"counters": counters})
+
+
+async def _status(request: web.Request) -> web.Response:
+    """Applied offsets per partition and the changes stream's last entry id."""
+    sink = request.app[_SINK]
+    offsets = await sink.read_offsets()
+    cursor = await _last_entry_id(sink)
+    return _json(
+        {
+            "cursor": cursor,
+            "applied": {f"{t}|{p}": o for (t, p), o in sorted(offsets.items())},
+            "server_time": time.time(),
+        }
+    )
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: every changes-stream entry after ``Last-Event-ID`` / ``since``."""
+    app = request.app
+    sink = app[_SINK]
+    tasks = app[_SSE_TASKS]
+    if len(tasks) >= app[_MAX_SSE]:
+        raise web.HTTPServiceUnavailable(text="too many live clients")
+    since = request.headers.get("Last-Event-ID") or request.query.get("since")
+    if since is not None and not _ENTRY_ID.fullmatch(since):
+        raise web.HTTPBadRequest(text="since / Last-Event-ID must be a stream entry id")
+    task = asyncio.current_task()
+    assert task is not None
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **_SECURITY_HEADERS,
+        }
+    )
+    await response.prepare(request)
+    tasks.add(task)
+    try:
+        last = since or await _last_entry_id(sink)
+        if since is not None and await _trimmed_past(sink, since):
+            await response.write(b"event: reset\ndata: {}\n\n")
+            return response
+        await response.write(b"retry: 2000\n\n")
+        key = sink.keys.changes
+        while True:
+            reply: Any = await sink.client.xread({key: last}, count=SSE_BATCH, block=SSE_BLOCK_MS)
+            if not reply:
+                await response.write(b": keep-alive\n\n")
+                continue
+            for entry_id, fields in reply[0][1]:
+                last = _text(entry_id)
+                await response.write(_sse(last, _decode(fields).get("changes", "[]")))
+    except (ConnectionResetError, asyncio.CancelledError):
+        return response
+    finally:
+        tasks.discard(task)
+
+
+async def _close_event_streams(app: web.Application) -> None:
+    """On shutdown, end the open event streams (they would otherwise block it)."""
+    tasks = app[_SSE_TASKS]
+    for task in tuple(tasks):
+        task.cancel()
+
+
+# --- helpers --------------------------------------------------------------------
+
+
+def _sse(entry_id: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"id: {entry_id}\nevent: changes\n{lines}\n".encode()
+
+
+async def _last_entry_id(sink: RedisSink) -> str:
+    """The id of the newest entry of the changes stream; ``0-0`` when it is empty."""
+    rows: Any = await sink.client.xrevrange(sink.keys.changes, count=1)
+    return _text(rows[0][0]) if rows else "0-0"
+
+
+async def _trimmed_past(sink: RedisSink, since: str) -> bool:
+    """Whether entries after `since` may have been trimmed away before this client read them.
+
+    The stream is only trimmed from its oldest end, so nothing after `since`
+    is missing while the oldest entry kept is at or before `since`.  When it
+    is newer (or the stream is empty but has grown past `since`), entries in
+    between may have existed: True, unless Redis 7's ``entries-added`` shows
+    that nothing was ever removed.  A wrong True costs the client one
+    snapshot reload, never a missed change.
+    """
+    try:
+        raw: Any = await sink.client.xinfo_stream(sink.keys.changes)
+    except ResponseError:  # no stream yet: nothing was ever trimmed
+        return False
+    info = {_text(k): v for k, v in raw.items()}
+    if info.get("entries-added") == info["length"]:
+        return False
+    first = info.get("first-entry")
+    newest = _text(first[0]) if first else _text(info["last-generated-id"])
+    return _id_tuple(newest) > _id_tuple(since)
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+async def _scan_scopes(sink: RedisSink) -> list[str]:
+    async def scan() -> list[str]:
+        pattern = sink.keys.metrics_pattern()
+        return [sink.keys.scope_of(_text(k)) async for k in sink.client.scan_iter(match=pattern)]
+
+    scopes = await scan()
+    return sorted(set(scopes), key=lambda s: (s != "all", s))
+
+
+async def _hgetall_many(sink: RedisSink, keys: list[str]) -> list[dict[str, str]]:
+    async with sink.client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hgetall(key)
+        replies = await pipe.execute()
+    return [_decode(r) for r in replies]
+
+
+def _required(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise web.HTTPBadRequest(text=f"query parameter {name!r} is required")
+    return value
+
+
+def _name(value: str, what: str) -> str:
+    if len(value.encode()) > MAX_NAME:
+        raise web.HTTPBadRequest(text=f"{what} longer than {MAX_NAME} bytes")
+    return value
+
+
+def _limit(request: web.Request, default: int) -> int:
+    try:
+        limit = int(request.query.get("limit", default))
+    except ValueError:
+        raise web.HTTPBadRequest(text="limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise web.HTTPBadRequest(text=f"limit must be within 1..{MAX_LIMIT}")
+    return limit
+
+
+def _member(raw: bytes | str) -> str:
+    """A leaderboard member as the sink wrote it, decoded when it is an escaped name."""
+    text = _text(raw)
+    try:
+        return unescape_named(text)
+    except ValueError:
+        return text
+
+
+def _number(value: str) -> int | float | str:
+    """Integers as integers; decimal strings (rates) as floats; anything else as text."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() else number
+
+
+def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def main() -> None:
+    """``python -m streams.web``: the dashboard alone (the compose file's service).
+
+    Reads ``PP_REDIS_URL`` (required), ``PP_REDIS_PASSWORD``, ``PP_KEY_PREFIX``,
+    ``PP_WEB_HOST`` and ``PP_WEB_PORT``; runs until SIGINT or SIGTERM.
+    """
+    settings = Settings()
+    if settings.redis_url is None:
+        raise SystemExit("set PP_REDIS_URL to the Redis the workers write to")
+    redis_url = settings.redis_url
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        sink = sink_for(settings, redis_url)
+        try:
+            async with serve(
+                sink.client, settings.key_prefix, settings.web_host, settings.web_port
+            ) as url:
+                print(f"dashboard: {url}", flush=True)
+                await stop.wait()
+        finally:
+            await sink.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

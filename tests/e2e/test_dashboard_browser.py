@@ -1,0 +1,167 @@
+"""The dashboard in headless Chromium: the numbers it shows are Redis's, and they move live.
+
+Metrics are written through the real write path (`RedisSink.apply`, the Lua
+script) under a random key prefix; the page is served by `streams.web.serve`
+and driven by Playwright with the system's Chromium (`PP_CHROMIUM` or
+`chromium` / `chromium-browser` on PATH; never a downloaded browser).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from functools import cache
+
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from models.derived import by_scope, derive
+from models.synthetic import SyntheticConfig
+from sinks.redis_sink import RedisSink
+from streams.web import serve
+from tests.integration.engine_batches import Run, engine_run
+
+pytestmark = pytest.mark.integration
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+NBEX = {
+    f"{business}.{name}"
+    for business in ("nb", "ex")
+    for name in (
+        "s2.influenced",
+        "s2.influenced_arr",
+        "s2.attributed_arr",
+        "cw.influenced",
+        "cw.influenced_arr",
+        "cw.attributed_arr",
+    )
+} | {"nb.leads.influenced", "nb.mqls.influenced"}
+DQ = {"dq.dead_letters", "dq.campaign_name_invalid", "dq.duplicates_ignored", "dq.late_events"}
+
+
+def chromium() -> str | None:
+    return (
+        os.environ.get("PP_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+
+
+@cache
+def stream() -> Run:
+    return engine_run(SyntheticConfig(seed=21, leads=300, invalid=0.01, duplicates=0.02), 400)
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[RedisSink]:
+    s = RedisSink.from_url(REDIS_URL, prefix=f"pptest-{secrets.token_hex(6)}:", max_wait=10)
+    try:
+        yield s
+    finally:
+        await s.delete_all()
+        await s.close()
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    binary = chromium()
+    if binary is None:
+        pytest.skip("no Chromium: apt-get install -y chromium (or set PP_CHROMIUM)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=binary, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield await browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            await browser.close()
+
+
+async def displayed(page: Page) -> list[dict[str, str]]:
+    """Every number of the NB/EX and data-quality tables: scope, metric, raw value, text."""
+    result: list[dict[str, str]] = await page.eval_on_selector_all(
+        "#nbex [data-metric], #dq [data-metric]",
+        """cells => cells.map(c => ({scope: c.dataset.scope, metric: c.dataset.metric,
+                                     value: c.dataset.value, text: c.textContent,
+                                     testid: c.dataset.testid}))""",
+    )
+    return result
+
+
+async def assert_page_equals_redis(page: Page, sink: RedisSink) -> int:
+    cells = await displayed(page)
+    for cell in cells:
+        scope, metric = cell["scope"], cell["metric"]
+        assert cell["testid"] == f"{scope}|{metric}"
+        stored = await sink.client.hget(sink.keys.metrics(scope), metric)
+        value = int(stored or 0)
+        assert int(cell["value"]) == value, cell
+        shown = float(re.sub(r"[$,]", "", cell["text"]))
+        if metric.endswith("_arr"):
+            assert abs(shown - value / 100) <= 0.5, cell  # whole dollars on screen
+        else:
+            assert shown == value, cell
+    return len(cells)
+
+
+async def test_page_shows_redis_numbers_and_follows_changes_live(
+    sink: RedisSink, page: Page
+) -> None:
+    run = stream()
+    head, tail = run.batches[:-1], run.batches[-1]
+    for batch in head:
+        await sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
+    async with serve(sink.client, sink.keys.prefix, port=0) as url:
+        await page.goto(url)
+        await page.wait_for_selector('[data-testid="live-status"].live', timeout=15_000)
+        metrics = await sink.read_metrics()
+        in_redis = sorted({scope for scope, _ in metrics if scope.startswith("partner:")})
+        assert in_redis
+        rows = await page.eval_on_selector_all(
+            '#nbex tr[data-testid^="row|"]', "rows => rows.map(r => r.dataset.testid)"
+        )
+        assert rows == ["row|all", *(f"row|{s}" for s in in_redis)]
+        dq_extra = {m for s, m in metrics if s == "all" and m.startswith("dq.")} - DQ
+        assert dq_extra  # dead letters by reason
+        count = await assert_page_equals_redis(page, sink)
+        assert count == len(rows) * len(NBEX) + len(DQ) + len(dq_extra)
+
+        # Integrations and the campaign funnel show Redis's numbers too, and
+        # the campaign rates are the server's derived ones.
+        derived = derive(by_scope(metrics), 0)
+        shown_campaigns = sorted(
+            (s for s, m in metrics if s.startswith("campaign:") and m == "nb.leads.influenced"),
+            key=lambda s: -metrics[(s, "nb.leads.influenced")],
+        )[:20]  # the page lists the top 20 by influenced leads
+        campaign = next(c for c in shown_campaigns if "campaigns.ctr" in derived.get(c, {}))
+        for section, scope, metric in (
+            ("#integrations", "partner:slack", "integrations.installs"),
+            ("#campaigns", campaign, "campaigns.impressions"),
+            ("#campaigns", campaign, "nb.leads.influenced"),
+        ):
+            cell = page.locator(f'{section} [data-testid="{scope}|{metric}"]')
+            assert await cell.get_attribute("data-value") == str(metrics[(scope, metric)])
+        ctr = page.locator(f'#campaigns [data-testid="{campaign}|campaigns.ctr"]')
+        await ctr.wait_for(timeout=15_000)
+        value = await ctr.get_attribute("data-value")
+        assert value and float(value) == derived[campaign]["campaigns.ctr"]
+
+        await page.evaluate("window.__notReloaded = true")
+        applied = await sink.apply(tail.contributions, tail.dead_letters, tail.offsets)
+        shown = [
+            m
+            for m in applied.metrics
+            if (m.metric in NBEX and (m.scope == "all" or m.scope.startswith("partner:")))
+            or (m.scope == "all" and m.metric.startswith("dq."))
+        ]
+        assert shown, "the last batch changes no displayed number"
+        for change in shown:
+            selector = (
+                f'[data-testid="{change.scope}|{change.metric}"][data-value="{change.value}"]'
+            )
+            await page.wait_for_selector(selector, timeout=15_000)
+        assert await page.evaluate("window.__notReloaded") is True
+        await assert_page_equals_redis(page, sink)
