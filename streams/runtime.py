@@ -69,9 +69,11 @@ def infrastructure(settings: Settings) -> Iterator[tuple[Settings, Endpoints]]:
 
 def sink_for(settings: Settings, redis_url: str, max_wait: float | None = None) -> RedisSink:
     """The Redis sink for `settings`; `max_wait` None retries an outage forever."""
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
     return RedisSink.from_url(
-        redis_url, password=password, prefix=settings.key_prefix, max_wait=max_wait
+        redis_url,
+        prefix=settings.key_prefix,
+        max_wait=max_wait,
+        client_options=settings.redis_client_options(),
     )
 
 
