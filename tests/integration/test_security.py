@@ -18,6 +18,7 @@ import pytest
 import redis
 from redis import exceptions as rexc
 
+from models.contrib import Contribution
 from models.synthetic import SyntheticConfig
 from sinks.redis_sink import DeadLetter
 from streams.runtime import sink_for
@@ -133,3 +134,37 @@ def test_worker_startup_logs_no_secrets(auth_redis: int, tmp_path: Path) -> None
     assert "[DEBUG]" in output and "embedded broker" in output
     assert PASSWORD not in output
     assert SASL_PASSWORD not in output
+
+
+# --- key escaping against SCAN MATCH ----------------------------------------------------
+
+# Partner and campaign names with every character that means something to a key
+# layout or a glob; the scopes of one prefix must never show up under another.
+NAMES = ["a:b", "a|b", "{a}", "a b", "ä☃🚀", "*", "a?", "[ab]", "a\nb", "100%", "%41", "a\\b"]
+
+
+async def test_glob_like_prefixes_and_names_list_only_their_own_keys() -> None:
+    base = f"pptest-glob-{secrets.token_hex(4)}"
+    # Unescaped, `[ab]:` and `*:` would match `a:`'s keys (and `*:` everyone's).
+    prefixes = [f"{base}a:", f"{base}[ab]:", f"{base}*:", f"{base}?:"]
+    sinks = [
+        sink_for(Settings(key_prefix=p, redis_url=None), "redis://127.0.0.1:6379/0", 10)
+        for p in prefixes
+    ]
+    scopes = [f"{kind}:{name}" for name in NAMES for kind in ("partner", "campaign", "channel")]
+    try:
+        for n, sink in enumerate(sinks):
+            metrics = {(scope, f"m{n}"): i + 1 for i, scope in enumerate(scopes)}
+            subject = f"opportunity:{NAMES[n]}"
+            await sink.apply({subject: Contribution(metrics, {})}, [], {})
+        for n, sink in enumerate(sinks):
+            assert await sink.read_metrics() == {
+                (scope, f"m{n}"): i + 1 for i, scope in enumerate(scopes)
+            }
+            keys = [k async for k in sink.client.scan_iter(match=sink.keys.all_pattern())]
+            assert len(keys) == len(scopes) + 3  # + contrib, changes, outbox
+            assert all(k.decode().startswith(prefixes[n]) for k in keys)
+    finally:
+        for sink in sinks:
+            await sink.delete_all()
+            await sink.close()
