@@ -284,8 +284,12 @@ async def create_topics(
     replication_factor: int = 1,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     timeout: float = 10.0,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
     """Create ``{name: partitions}`` topics; already-existing topics are fine.
+
+    `security`: aiokafka's security arguments (`Settings.aiokafka_security`),
+    so the worker can create its topics on a SASL/SSL cluster too.
 
     Why explicit creation: Tansu auto-creates unknown topics on the first
     Metadata request, but always with its default partition count (4 in the
@@ -293,7 +297,9 @@ async def create_topics(
     broker default. Replication factor must be 1 on a single broker.
     """
     configs = configs or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {})
+    )
     await admin.start()
     try:
         response = await admin.create_topics(

@@ -84,7 +84,8 @@ def all_topics(settings: Settings) -> dict[str, int]:
 
 def run_worker(settings: Settings, endpoints: Endpoints) -> None:
     """Create the topics, then run a Faust worker in this process until signalled."""
-    asyncio.run(create_topics(endpoints.bootstrap, all_topics(settings)))
+    topics = all_topics(settings)
+    asyncio.run(create_topics(endpoints.bootstrap, topics, security=settings.aiokafka_security()))
     if settings.data_dir is None:  # memory store: nothing to keep, one dir per process
         settings = settings.model_copy(update={"data_dir": tempfile.mkdtemp(prefix="pp-worker-")})
     pipeline = Pipeline(settings, endpoints.broker, sink_for(settings, endpoints.redis_url))
@@ -152,7 +153,7 @@ def destination(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
 
 async def send_file(path: Path, settings: Settings, bootstrap: str) -> dict[str, int]:
     """Publish every non-blank line of `path`; returns messages per topic."""
-    await create_topics(bootstrap, all_topics(settings))
+    await create_topics(bootstrap, all_topics(settings), security=settings.aiokafka_security())
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         linger_ms=20,

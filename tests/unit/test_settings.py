@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import ValidationError
 from redis.asyncio.connection import Connection, SSLConnection
 
+from streams import embedded, runtime
 from streams.runtime import settings_env, sink_for
 from streams.settings import Settings
 
@@ -231,3 +234,56 @@ def test_secrets_never_appear_in_repr_str_logs_or_child_environment(
     for text in shown:
         for secret in SECRETS:
             assert secret not in text, (secret, text)
+
+
+class Refused(Exception):
+    """Raised by the fake Kafka clients once they have recorded their arguments."""
+
+
+async def test_send_creates_topics_and_produces_with_the_security_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both clients `send` (and the worker's topic creation) open get the credentials."""
+    seen: dict[str, dict[str, Any]] = {}
+
+    class FakeAdmin:
+        def __init__(self, **kwargs: Any) -> None:
+            seen["admin"] = kwargs
+
+        async def start(self) -> None:
+            raise Refused
+
+        async def close(self) -> None:
+            pass
+
+    class FakeProducer:
+        def __init__(self, **kwargs: Any) -> None:
+            seen["producer"] = kwargs
+
+        async def start(self) -> None:
+            raise Refused
+
+    monkeypatch.setattr(embedded, "AIOKafkaAdminClient", FakeAdmin)
+    monkeypatch.setattr(runtime, "AIOKafkaProducer", FakeProducer)
+    settings = from_env(
+        monkeypatch,
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="svc-pp",
+        kafka_sasl_password=SASL_SECRET,
+    )
+    expected = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc-pp",
+        "sasl_plain_password": SASL_SECRET,
+    }
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    with pytest.raises(Refused):
+        await runtime.send_file(events, settings, "broker:9092")
+    assert expected.items() <= seen["admin"].items()
+    monkeypatch.setattr(runtime, "create_topics", lambda *args, **kwargs: asyncio.sleep(0))
+    with pytest.raises(Refused):
+        await runtime.send_file(events, settings, "broker:9092")
+    assert expected.items() <= seen["producer"].items()
