@@ -22,6 +22,17 @@ REDIS_SECRET = "redis-Pw-8f3a"
 SASL_SECRET = "sasl-Pw-c41d"
 URL_SECRET = "url-Pw-9e77"
 SECRETS = (REDIS_SECRET, SASL_SECRET, URL_SECRET)
+SASL_USER = {"kafka_sasl_username": "svc-pp", "kafka_sasl_password": SASL_SECRET}
+
+
+def sasl_arguments(protocol: str, mechanism: str) -> dict[str, Any]:
+    """The aiokafka arguments that `SASL_USER` over `protocol` / `mechanism` must give."""
+    return {
+        "security_protocol": protocol,
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": "svc-pp",
+        "sasl_plain_password": SASL_SECRET,
+    }
 
 
 def openssl(*args: str) -> None:
@@ -68,15 +79,9 @@ def test_sasl_plaintext_maps_mechanism_and_credentials(
         monkeypatch,
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_mechanism=mechanism,
-        kafka_sasl_username="svc-pp",
-        kafka_sasl_password=SASL_SECRET,
+        **SASL_USER,
     )
-    expected = {
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": mechanism,
-        "sasl_plain_username": "svc-pp",
-        "sasl_plain_password": SASL_SECRET,
-    }
+    expected = sasl_arguments("SASL_PLAINTEXT", mechanism)
     assert settings.aiokafka_security() == expected
     # Faust's path to aiokafka ends at the same arguments.
     faust_side = dict(credentials_to_aiokafka_auth(settings.broker_credentials()))
@@ -90,20 +95,14 @@ def test_sasl_ssl_verifies_with_our_ca_and_client_certificate(
         monkeypatch,
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-256",
-        kafka_sasl_username="svc-pp",
-        kafka_sasl_password=SASL_SECRET,
         kafka_ssl_ca=pki["cert"],
         kafka_ssl_cert=pki["cert"],
         kafka_ssl_key=pki["key"],
+        **SASL_USER,
     )
     options = settings.aiokafka_security()
     context = options.pop("ssl_context")
-    assert options == {
-        "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-256",
-        "sasl_plain_username": "svc-pp",
-        "sasl_plain_password": SASL_SECRET,
-    }
+    assert options == sasl_arguments("SASL_SSL", "SCRAM-SHA-256")
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert ca_subjects(context) == [((("commonName", "pp-test-ca"),),)]
     faust_side = dict(credentials_to_aiokafka_auth(settings.broker_credentials()))
@@ -208,8 +207,7 @@ def test_secrets_never_appear_in_repr_str_logs_or_child_environment(
         redis_url=f"redis://pp:{URL_SECRET}@10.0.0.5:6379/0",
         redis_password=REDIS_SECRET,
         kafka_security_protocol="SASL_PLAINTEXT",
-        kafka_sasl_username="svc-pp",
-        kafka_sasl_password=SASL_SECRET,
+        **SASL_USER,
     )
     # the secrets are there to be used...
     assert settings.aiokafka_security()["sasl_plain_password"] == SASL_SECRET
@@ -269,15 +267,9 @@ async def test_send_creates_topics_and_produces_with_the_security_settings(
         monkeypatch,
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_username="svc-pp",
-        kafka_sasl_password=SASL_SECRET,
+        **SASL_USER,
     )
-    expected = {
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": "svc-pp",
-        "sasl_plain_password": SASL_SECRET,
-    }
+    expected = sasl_arguments("SASL_PLAINTEXT", "SCRAM-SHA-512")
     events = tmp_path / "events.jsonl"
     events.write_text("{}\n")
     with pytest.raises(Refused):
