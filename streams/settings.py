@@ -2,10 +2,10 @@
 
 Secrets (`PP_REDIS_PASSWORD`, `PP_KAFKA_SASL_PASSWORD`) are `SecretStr`: they
 never appear in a repr, a log line or an error message; a password written
-into `PP_REDIS_URL` is cut out of the repr and dumps too.  Security settings that cannot
-take effect (a Redis CA file with a plain ``redis://`` URL, SASL without
-credentials) fail at start-up rather than silently connecting without them.
-See docs/security.md.
+into `PP_REDIS_URL` is cut out of the repr and dumps too.  Security settings
+that cannot take effect (a Redis CA file with a plain ``redis://`` URL, SASL
+without credentials) fail at start-up rather than silently connecting without
+them.  See docs/security.md.
 """
 
 from __future__ import annotations
