@@ -261,13 +261,13 @@ def valid_ish(draw: st.DrawFn) -> dict[str, object]:
     return event
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(valid_ish())
 def test_valid_ish_events_give_an_event_or_a_known_reason(event: dict[str, object]) -> None:
     check(json.dumps(event).encode())
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(json_value)
 def test_arbitrary_json_documents_give_a_known_reason_or_an_event(value: object) -> None:
     check(json.dumps(value).encode())
