@@ -7,11 +7,19 @@ extra fields are ignored so CRM exports with more columns still load.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 # Identifier and name limits: generous for real CRM ids, small enough that a
 # hostile producer cannot blow up per-lead state or Redis keys.
@@ -31,6 +39,19 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6, allow_in
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Count = Annotated[int, Field(ge=0, le=10**15)]
 
+
+def _in_calendar(moment: datetime) -> datetime:
+    """Refuse instants whose UTC date is outside years 1-9999 (e.g. 9999-12-31T23:00-05:00):
+    daily series name UTC days, which must exist."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant is outside the calendar in UTC") from None
+    return moment
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_calendar)]
+
 MAX_CONTACTS = 200
 
 Stage: TypeAlias = Literal["S1", "S2", "S3", "S4", "S5", "closed_won", "closed_lost"]
@@ -43,7 +64,7 @@ class BaseEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_max_length=4096)
 
     event_id: EventId
-    occurred_at: AwareDatetime
+    occurred_at: Instant
 
     @property
     def ts(self) -> int:
@@ -147,8 +168,8 @@ class Goal(BaseModel):
 
     metric: Name
     target: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-    period_start: AwareDatetime | None = None
-    period_end: AwareDatetime | None = None
+    period_start: Instant | None = None
+    period_end: Instant | None = None
 
 
 class Campaign(BaseEvent):

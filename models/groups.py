@@ -191,6 +191,8 @@ class Integration:
         return spans
 
 
+LAST_DAY = (date.max - EPOCH.date()).days
+"""Day number of 9999-12-31, the last day a series point can name."""
 FOREVER = 1 << 40
 """A day number beyond any event time: the end of a span that has not ended."""
 
@@ -240,7 +242,12 @@ def account_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     for name, item_runs in runs.items():
         for first, end in item_runs:
             bump(metrics, integrations[name].scopes, f"integrations.activations@{day_name(first)}")
-            bump(metrics, integrations[name].scopes, f"integrations.deactivations@{day_name(end)}")
+            if end <= LAST_DAY:  # else it ends after the calendar does: never, in effect
+                bump(
+                    metrics,
+                    integrations[name].scopes,
+                    f"integrations.deactivations@{day_name(end)}",
+                )
 
     def active_on(day: int) -> list[str]:
         return [name for name, spans in runs.items() if any(a <= day < b for a, b in spans)]

@@ -13,7 +13,7 @@ from typing import Final
 from pydantic import TypeAdapter, ValidationError
 
 from models.config import EngineConfig
-from models.events import Event
+from models.events import Event, OpportunityCreated
 
 DEFAULT_MAX_BYTES: Final = 64 * 1024
 DEFAULT_CURRENCIES: Final = EngineConfig().currencies
@@ -51,9 +51,11 @@ def parse_event(
         return _rejection(exc, raw)
     except Exception as exc:  # the contract is that nothing escapes
         return Rejection("invalid_json", f"{type(exc).__name__}: {exc}"[:300], raw)
-    currency = getattr(event, "currency", None)
-    if currency is not None and currency not in currencies:
-        return Rejection("unknown_currency", f"no rate for {currency}", raw, "currency")
+    # Only OpportunityCreated carries a currency.  Not `getattr(event, "currency",
+    # None)`: on the other models that miss goes through pydantic's `__getattr__`,
+    # which cost three times the JSON validation itself.
+    if isinstance(event, OpportunityCreated) and event.currency not in currencies:
+        return Rejection("unknown_currency", f"no rate for {event.currency}", raw, "currency")
     return event
 
 

@@ -183,13 +183,16 @@ class RedisSink:
         *,
         socket_timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        client_options: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Self:
         """A sink on `url` (``redis://`` or ``rediss://``); reads no environment.
 
         `password` is used when the URL carries none.  `ssl`: None follows the
         scheme, True forces TLS (``redis://`` becomes ``rediss://``), False
-        refuses a ``rediss://`` URL.  `options` go to `RedisSink`.
+        refuses a ``rediss://`` URL.  `client_options` go to the redis-py
+        client (`Settings.redis_client_options`: password, TLS files);
+        `options` go to `RedisSink`.
         """
         scheme = urlsplit(url).scheme
         if ssl is True and scheme == "redis":
@@ -204,6 +207,7 @@ class RedisSink:
         }
         if password is not None:
             kwargs["password"] = password
+        kwargs.update(client_options or {})
         client = Redis.from_url(url, **kwargs)
         return cls(client, target=redact_url(url), **options)
 

@@ -1,6 +1,6 @@
 """Embedded infrastructure for local development and integration tests.
 
-PartnerPulse's streaming path talks Kafka (via faust-streaming / aiokafka) and
+PartnerPulse's streaming path talks Kafka (via aiokafka) and
 Redis. Requiring developers and CI to run a real Kafka cluster is heavy, so
 this module starts throw-away, loopback-only stand-ins:
 
@@ -19,12 +19,11 @@ Tansu 0.6.0 (memory storage) quirks found in the spike -- details and numbers
 in ``docs/streaming-spike.md``:
 
 * no idempotent producer and no transactions (``InitProducerId`` fails with
-  UnknownError), so faust must run ``processing_guarantee="at_least_once"``;
+  UnknownError): nothing here uses them;
 * ``ListOffsets(LATEST)`` returns *base offset of the last record batch + 1*,
   not the log-end offset (the Fetch response high watermark is right) -- use
-  :func:`end_offsets` instead of ``AIOKafkaConsumer.end_offsets``; faust's
-  table recovery reads that value, so producers must send one record per
-  batch (``Settings.single_record_batches``);
+  :func:`end_offsets` (or ``runtime.EndOffsets``) instead of
+  ``AIOKafkaConsumer.end_offsets``;
 * a JoinGroup is answered only after ``session_timeout / 2``, so keep
   consumer session timeouts short (6 s -> 3 s joins);
 * unknown topics are auto-created with 4 partitions on first Metadata request.
@@ -284,8 +283,12 @@ async def create_topics(
     replication_factor: int = 1,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     timeout: float = 10.0,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
     """Create ``{name: partitions}`` topics; already-existing topics are fine.
+
+    `security`: aiokafka's security arguments (`Settings.aiokafka_security`),
+    so the worker can create its topics on a SASL/SSL cluster too.
 
     Why explicit creation: Tansu auto-creates unknown topics on the first
     Metadata request, but always with its default partition count (4 in the
@@ -293,7 +296,9 @@ async def create_topics(
     broker default. Replication factor must be 1 on a single broker.
     """
     configs = configs or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {})
+    )
     await admin.start()
     try:
         response = await admin.create_topics(

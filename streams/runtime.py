@@ -61,9 +61,11 @@ def infrastructure(settings: Settings) -> Iterator[tuple[Settings, Endpoints]]:
 
 def sink_for(settings: Settings, redis_url: str, max_wait: float | None = None) -> RedisSink:
     """The Redis sink for `settings`; `max_wait` None retries an outage forever."""
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
     return RedisSink.from_url(
-        redis_url, password=password, prefix=settings.key_prefix, max_wait=max_wait
+        redis_url,
+        prefix=settings.key_prefix,
+        max_wait=max_wait,
+        client_options=settings.redis_client_options(),
     )
 
 
@@ -148,7 +150,7 @@ def destination(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
 
 async def input_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
     """A started producer for the input topics (created first if missing)."""
-    await create_topics(bootstrap, all_topics(settings))
+    await create_topics(bootstrap, all_topics(settings), security=settings.aiokafka_security())
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, acks="all", **settings.aiokafka_security()
     )

