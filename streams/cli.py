@@ -21,7 +21,7 @@ from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.synthetic import SyntheticConfig
 from models.synthetic import generate as synthesise
-from streams.bench import run_bench
+from streams.bench import BenchConfig, run_bench
 from streams.runtime import Endpoints, infrastructure, replay_run, run_worker, send_file
 from streams.settings import Settings
 
@@ -205,14 +205,41 @@ def replay(
 
 
 @main.command()
-@click.option("--events", default=50_000, show_default=True)
-@click.option("--partitions", default=4, show_default=True)
+@click.option("--events", default=50_000, show_default=True, help="Events in the file.")
+@click.option("--partitions", default=8, show_default=True)
 @click.option("--rate", default=2000.0, show_default=True, help="Events/s in the latency run.")
 @click.option("--seconds", default=10.0, show_default=True, help="Length of the latency run.")
-def bench(events: int, partitions: int, rate: float, seconds: float) -> None:
-    """Measure the pipeline beside a raw aiokafka consumer, in one run."""
+@click.option("--repeat", default=3, show_default=True, help="Repetitions (medians shown).")
+@click.option(
+    "--faust-timeout", default=120.0, show_default=True, help="Seconds per Faust baseline."
+)
+@click.option(
+    "--state-leads",
+    default=0,
+    show_default=True,
+    help="Also encode this many generated leads' states (e.g. 1000000).",
+)
+@click.option(
+    "--profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="One extra 1-worker run under py-spy; raw stacks written here.",
+)
+def bench(
+    events: int,
+    partitions: int,
+    rate: float,
+    seconds: float,
+    repeat: int,
+    faust_timeout: float,
+    state_leads: int,
+    profile: Path | None,
+) -> None:
+    """Measure the pipeline beside raw aiokafka and Faust baselines, in one run."""
+    config = BenchConfig(
+        events, partitions, rate, seconds, repeat, faust_timeout, state_leads, profile
+    )
     with tempfile.TemporaryDirectory() as workdir:
-        result = run_bench(events, partitions, rate, seconds, Path(workdir))
+        result = run_bench(config, Path(workdir), lambda line: click.echo(line, err=True))
     for line in result.lines():
         click.echo(line)
 
