@@ -36,6 +36,7 @@ import bisect
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -44,8 +45,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -83,6 +86,8 @@ Figure = float | str
 EVENTS_PER_LEAD: Final = 9
 """About what the generator makes per lead (for sizing a file by events)."""
 RUN_TIMEOUT: Final = 600.0
+_LINE: Final = re.compile(r":\d+\)$")
+_HANDLE: Final = "Worker._handle (streams/worker.py)"
 RESULT_MARK: Final = "pp-bench-result "
 """Prefix of the Faust child's answer line (Faust writes to stdout too)."""
 
@@ -188,6 +193,27 @@ class BenchResult:
 
         return self.median(one)
 
+    def as_json(self) -> dict[str, Any]:
+        """Every figure, for scripts and the smoke test (strings are "n/a (reason)")."""
+        names = [f.name for f in fields(Repetition)]
+        one = attrgetter("one_worker")
+        return {
+            "events": self.events,
+            "leads": self.leads,
+            "partitions": self.config.partitions,
+            "runs": [asdict(r) for r in self.repetitions],
+            "median": {name: self.median(attrgetter(name)) for name in names},
+            "ratios": {
+                "pipeline_to_faust_bare": self.ratio(one, attrgetter("faust_bare")),
+                "pipeline_to_faust_textbook": self.ratio(one, attrgetter("faust_table")),
+                "pipeline_to_raw": self.ratio(one, attrgetter("raw")),
+                "two_workers_to_one": self.ratio(attrgetter("two_workers"), one),
+            },
+            "state": asdict(self.state) if self.state else None,
+            "codec_state": asdict(self.codec_size) if self.codec_size else None,
+            "profiled_rate": self.profiled_rate,
+        }
+
     def lines(self) -> list[str]:
         c = self.config
         out = [
@@ -230,6 +256,8 @@ class BenchResult:
                 f"profiled 1-worker run (py-spy, not in the medians): "
                 f"{_fmt(self.profiled_rate, 'ev/s')} → {c.profile}"
             )
+        if self.config.profile is not None and self.config.profile.exists():
+            out += profile_top(self.config.profile)
         return out
 
 
@@ -636,6 +664,32 @@ def _stop_profiled(process: subprocess.Popen[bytes]) -> None:
         process.wait(60)
     except subprocess.TimeoutExpired:
         stop_worker(process)
+
+
+def profile_top(path: Path, n: int = 15) -> list[str]:
+    """The `n` functions with the most samples in py-spy's raw output, self and inclusive.
+
+    Line numbers are dropped so that a function's samples add up.  Inclusive
+    figures count only the batch handling (`Worker._handle` and below); the
+    totals include the worker's start-up (imports) and its outbox forwarder.
+    """
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        frames = [_LINE.sub(")", frame) for frame in stack.split(";")]
+        own[frames[-1]] += samples
+        if _HANDLE in frames:
+            for frame in set(frames[frames.index(_HANDLE) :]):
+                inclusive[frame] += samples
+    out = [f"profile: {total:,} samples; self"]
+    out += [f"  {k / total:6.1%}  {f}" for f, k in own.most_common(n)]
+    out.append("profile: inclusive (below Worker._handle)")
+    out += [f"  {k / total:6.1%}  {f}" for f, k in inclusive.most_common(n)]
+    return out
 
 
 # --- latency ------------------------------------------------------------------

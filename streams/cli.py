@@ -224,6 +224,7 @@ def replay(
     type=click.Path(dir_okay=False, path_type=Path),
     help="One extra 1-worker run under py-spy; raw stacks written here.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(
     events: int,
     partitions: int,
@@ -233,13 +234,20 @@ def bench(
     faust_timeout: float,
     state_leads: int,
     profile: Path | None,
+    as_json: bool,
 ) -> None:
-    """Measure the pipeline beside raw aiokafka and Faust baselines, in one run."""
+    """Measure the pipeline beside raw aiokafka and Faust baselines, in one run.
+
+    Progress goes to stderr; the table (or JSON) to stdout.
+    """
     config = BenchConfig(
         events, partitions, rate, seconds, repeat, faust_timeout, state_leads, profile
     )
     with tempfile.TemporaryDirectory() as workdir:
         result = run_bench(config, Path(workdir), lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+        return
     for line in result.lines():
         click.echo(line)
 
