@@ -552,7 +552,7 @@ async def _publish(run: ReplayRun, records: Sequence[Record]) -> None:
     await _produce(run.endpoints.bootstrap, run.settings, records)
 
 
-async def _watch(run: ReplayRun, workers: int, total: int) -> float:
+async def _watch(run: ReplayRun, workers: int, total: int) -> Figure:
     """Input events/s from "every worker owns partitions and applied" to "all through"."""
     settings = run.settings
     inputs = {settings.topic(name) for name in INPUT_TOPICS}
@@ -579,6 +579,8 @@ async def _watch(run: ReplayRun, workers: int, total: int) -> float:
         finished = await _settled(run, sink, deadline)
     finally:
         await sink.close()
+    if before >= total:
+        return f"n/a (the first batch held all {total} events; use more --events)"
     return (total - before) / (finished - started)
 
 
