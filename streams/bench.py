@@ -1,106 +1,381 @@
-"""`partnerpulse bench`: the pipeline's speed beside a raw aiokafka baseline.
+"""`partnerpulse bench`: the pipeline's speed beside its baselines, in one run.
 
-Everything is measured in one run on the same broker and Redis, so the
-ratios mean something on a noisy machine; nothing here asserts a timing.
+The machine this runs on is small and shared (2 vCPU, other test runs), so
+absolute figures swing by tens of percent between runs.  Every figure is
+therefore measured in the same run, on the same broker and Redis, and
+reported with its ratio to the baselines; `repeat` repetitions give a median.
+Nothing here asserts a timing.
 
-- baseline: aiokafka consume + JSON decode of the same messages, no Faust;
-- throughput: a worker started on a topic already holding N events, timed
-  from its first applied batch to the last committed offset;
-- latency: events produced at a steady rate into a running worker, each
-  timed from its produce acknowledgement to Redis showing its offset applied.
+Per repetition, on one generated event file:
+
+- raw: aiokafka consume + orjson decode of the file's lines (one scratch topic);
+- Faust bare: a `faust.App` agent iterating `stream.take()` over the same
+  topic and counting, no state;
+- Faust textbook: an agent that parses each event and re-assigns one Table
+  value per event (changelog-backed, memory store);
+- the full pipeline with one worker, then with two workers, each on fresh
+  topics and Redis keys holding the whole file before the workers start;
+  timed from the moment every worker owns its partitions and one batch was
+  applied until every input, internal and outbox message is through (what
+  was applied before that moment is not counted);
+- latency: a fresh run's worker fed at a steady `rate`, each event timed
+  from its `send()` call to Redis recording its offset as applied;
+- recompute: the batch oracle over the same file, in this process.
+
+The Faust baselines run in a subprocess with a timeout (Faust can hang on
+the embedded broker, docs/streaming-spike.md): a failure is reported as
+"n/a (reason)", never a hang.  State size is measured on the one-worker run's
+Redis keys; `state_leads` also encodes that many generated leads' states with
+`streams/codec.py` through the engine, for the 1M-lead estimate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from dataclasses import dataclass
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
+from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
+from models.config import EngineConfig
+from models.engine import Engine
+from models.events import INPUT_TOPICS, route
+from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.synthetic import SyntheticConfig, generate
+from sinks.redis_sink import RedisSink
+from streams import codec
 from streams.embedded import create_topics
-from streams.runtime import ReplayRun, replay_run, sink_for
+from streams.processing import CONSUMED
+from streams.runtime import (
+    EndOffsets,
+    Endpoints,
+    ReplayRun,
+    destination,
+    infrastructure,
+    replay_run,
+    settings_env,
+    sink_for,
+    stop_worker,
+)
 from streams.settings import Settings
+from streams.state import StateKeys
+
+Record = tuple[str, bytes | None, bytes]
+"""(topic before prefix, key, value): one line of the file, routed as `send` routes it."""
+Figure = float | str
+"""A measured figure, or "n/a (reason)" when it could not be measured."""
+
+EVENTS_PER_LEAD: Final = 9
+"""About what the generator makes per lead (for sizing a file by events)."""
+RUN_TIMEOUT: Final = 600.0
+_LINE: Final = re.compile(r":\d+\)$")
+_HANDLE: Final = "Worker._handle (streams/worker.py)"
+RESULT_MARK: Final = "pp-bench-result "
+"""Prefix of the Faust child's answer line (Faust writes to stdout too)."""
 
 
 @dataclass(frozen=True)
-class BenchResult:
-    events: int
-    baseline_rate: float
-    pipeline_rate: float
-    latency_rate: float
-    p50_ms: float
-    p99_ms: float
+class BenchConfig:
+    events: int = 50_000
+    partitions: int = 8
+    rate: float = 2000.0
+    seconds: float = 10.0
+    repeat: int = 3
+    faust_timeout: float = 120.0
+    state_leads: int = 0
+    """When > 0: also encode this many generated leads' states (the 1M-lead estimate)."""
+    profile: Path | None = None
+    """When set: one extra one-worker run under py-spy, raw stacks written here."""
+
+
+@dataclass
+class Repetition:
+    """The figures of one repetition, all measured back to back."""
+
+    raw: Figure
+    faust_bare: Figure
+    faust_table: Figure
+    one_worker: Figure
+    two_workers: Figure
+    p50_ms: Figure
+    p99_ms: Figure
+    recompute: Figure
+
+
+@dataclass
+class StateSize:
+    """Bytes of subject state per lead, as Redis holds it and as the codec writes it."""
+
+    leads: int
+    lead_value_bytes: float
+    lead_hash_bytes: float
+    all_state_bytes: float
+    derived_bytes: float
+    """`pp:contrib:*` and `pp:credit:*` (what the sink diffs against), per lead."""
 
     def lines(self) -> list[str]:
         return [
-            f"events                      {self.events}",
-            f"raw aiokafka consume+decode {self.baseline_rate:12,.0f} msg/s",
-            f"full pipeline               {self.pipeline_rate:12,.0f} events/s "
-            f"({self.pipeline_rate / self.baseline_rate:.1%} of raw)",
-            f"event→Redis latency @ {self.latency_rate:,.0f}/s  "
-            f"p50 {self.p50_ms:.0f} ms  p99 {self.p99_ms:.0f} ms",
+            f"state per lead ({self.leads:,} leads in Redis)",
+            f"  lead JSON value (HSTRLEN mean)   {self.lead_value_bytes:8,.0f} B",
+            f"  lead hash MEMORY USAGE / leads   {self.lead_hash_bytes:8,.0f} B",
+            f"  all pp:state:* MEMORY / leads    {self.all_state_bytes:8,.0f} B  (target ≤ 1024)",
+            f"  + contrib/credit keys / leads    {self.derived_bytes:8,.0f} B  (derived)",
         ]
 
 
-def run_bench(
-    events: int, partitions: int, rate: float, seconds: float, workdir: Path
-) -> BenchResult:
-    path = workdir / "bench.jsonl"
-    leads = max(10, events // 9)  # the generator makes ~9 events per lead
-    items = [i for i in generate(SyntheticConfig(seed=99, leads=leads)) if not isinstance(i, str)]
-    path.write_bytes(b"\n".join(orjson.dumps(i) for i in items[:events]) + b"\n")
-    count = min(events, len(items))
-    with replay_run(Settings(), partitions=partitions) as run:
-        baseline = asyncio.run(_baseline(run, path, count))
-        run.send(path)
-        started = time.monotonic()
-        run.start_worker()
-        first = _first_applied(run, started)
-        _ = run.collect(timeout=900, keep=True)
-        pipeline = count / (time.monotonic() - first)
-        latencies = asyncio.run(_latency(run, rate, seconds))
-    return BenchResult(
-        count,
-        baseline,
-        pipeline,
-        rate,
-        statistics.median(latencies) * 1000,
-        statistics.quantiles(latencies, n=100)[98] * 1000,
+@dataclass
+class CodecSize:
+    """Codec-encoded state of many generated leads (no broker), for extrapolation."""
+
+    leads: int
+    lead_mean: float
+    lead_p99: float
+    lead_max: int
+    opportunity_per_lead: float
+    redis_per_lead: float
+    """MEMORY USAGE of the encoded lead states loaded into a scratch hash, per lead."""
+    seconds: float
+
+    def lines(self) -> list[str]:
+        return [
+            f"codec state of {self.leads:,} generated leads "
+            f"({self.seconds:.0f} s, engine, no broker)",
+            f"  lead JSON mean {self.lead_mean:,.0f} B  p99 {self.lead_p99:,.0f} B  "
+            f"max {self.lead_max:,} B",
+            f"  + opportunity state per lead {self.opportunity_per_lead:,.0f} B",
+            f"  Redis hash bytes per lead {self.redis_per_lead:,.0f} B  "
+            f"→ {self.redis_per_lead * 1e6 / 2**30:.2f} GiB per 1M leads (lead hash only)",
+        ]
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    events: int
+    leads: int
+    repetitions: list[Repetition] = field(default_factory=list)
+    state: StateSize | None = None
+    codec_size: CodecSize | None = None
+    profiled_rate: Figure | None = None
+
+    def median(self, pick: Callable[[Repetition], Figure]) -> Figure:
+        """Median of the repetitions that measured it; else the first reason."""
+        values = [pick(r) for r in self.repetitions]
+        numbers = [v for v in values if isinstance(v, float)]
+        return statistics.median(numbers) if numbers else str(values[0])
+
+    def ratio(
+        self, top: Callable[[Repetition], Figure], bottom: Callable[[Repetition], Figure]
+    ) -> Figure:
+        """Median of the per-repetition ratios: each pair was measured back to back."""
+
+        def one(r: Repetition) -> Figure:
+            a, b = top(r), bottom(r)
+            return a / b if isinstance(a, float) and isinstance(b, float) and b else "n/a"
+
+        return self.median(one)
+
+    def as_json(self) -> dict[str, Any]:
+        """Every figure, for scripts and the smoke test (strings are "n/a (reason)")."""
+        names = [f.name for f in fields(Repetition)]
+        one = attrgetter("one_worker")
+        return {
+            "events": self.events,
+            "leads": self.leads,
+            "partitions": self.config.partitions,
+            "runs": [asdict(r) for r in self.repetitions],
+            "median": {name: self.median(attrgetter(name)) for name in names},
+            "ratios": {
+                "pipeline_to_faust_bare": self.ratio(one, attrgetter("faust_bare")),
+                "pipeline_to_faust_textbook": self.ratio(one, attrgetter("faust_table")),
+                "pipeline_to_raw": self.ratio(one, attrgetter("raw")),
+                "two_workers_to_one": self.ratio(attrgetter("two_workers"), one),
+            },
+            "state": asdict(self.state) if self.state else None,
+            "codec_state": asdict(self.codec_size) if self.codec_size else None,
+            "profiled_rate": self.profiled_rate,
+        }
+
+    def lines(self) -> list[str]:
+        c = self.config
+        out = [
+            f"PartnerPulse bench: {self.events:,} events ({self.leads:,} leads), "
+            f"{c.partitions} partitions, {len(self.repetitions)} repetition(s); "
+            "median [each run]",
+        ]
+
+        def row(label: str, pick: Callable[[Repetition], Figure], unit: str) -> None:
+            runs = ", ".join(_fmt(pick(r), "") for r in self.repetitions)
+            out.append(f"{label:<36}{_fmt(self.median(pick), unit):>18}  [{runs}]")
+
+        def ratio(
+            label: str, top: Callable[[Repetition], Figure], bottom: Callable[[Repetition], Figure]
+        ) -> None:
+            value = self.ratio(top, bottom)
+            shown = f"{value:.2f}x" if isinstance(value, float) else value
+            out.append(f"  {label:<34}{shown:>18}")
+
+        raw, bare, table = (lambda r: r.raw), (lambda r: r.faust_bare), (lambda r: r.faust_table)
+        one, two = (lambda r: r.one_worker), (lambda r: r.two_workers)
+        row("raw aiokafka consume+orjson", raw, "msg/s")
+        row("Faust bare take() iteration", bare, "ev/s")
+        row("Faust textbook (1 table update/ev)", table, "ev/s")
+        row("full pipeline, 1 worker", one, "ev/s")
+        ratio("÷ Faust bare (target ≥ 0.90)", one, bare)
+        ratio("÷ Faust textbook (target ≥ 3)", one, table)
+        ratio("÷ raw aiokafka", one, raw)
+        row(f"full pipeline, 2 workers, {c.partitions} parts", two, "ev/s")
+        ratio("2 workers ÷ 1 (target ≥ 1.6)", two, one)
+        row(f"latency @ {c.rate:,.0f}/s for {c.seconds:g} s, p50", lambda r: r.p50_ms, "ms")
+        row("                          p99 (≤ 250)", lambda r: r.p99_ms, "ms")
+        row("recompute (batch oracle)", lambda r: r.recompute, "ev/s")
+        if self.state is not None:
+            out += self.state.lines()
+        if self.codec_size is not None:
+            out += self.codec_size.lines()
+        if self.profiled_rate is not None:
+            out.append(
+                f"profiled 1-worker run (py-spy, not in the medians): "
+                f"{_fmt(self.profiled_rate, 'ev/s')} → {c.profile}"
+            )
+        if self.config.profile is not None and self.config.profile.exists():
+            out += profile_top(self.config.profile)
+        return out
+
+
+def _fmt(value: Figure, unit: str) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:,.0f} {unit}".strip()
+
+
+# --- the run -----------------------------------------------------------------
+
+
+def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None]) -> BenchResult:
+    """Every figure, `config.repeat` times, on one broker and one Redis."""
+    lines = _generate(
+        SyntheticConfig(
+            seed=99,
+            leads=max(10, config.events // EVENTS_PER_LEAD),
+            duplicates=0.02,
+            shuffle=0.3,
+            invalid=0.005,
+        ),
+        config.events,
     )
+    steady = _generate(
+        SyntheticConfig(
+            seed=7, leads=max(10, int(config.rate * config.seconds) // EVENTS_PER_LEAD)
+        ),
+        int(config.rate * config.seconds),
+    )
+    path = workdir / "bench.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    plain = Settings().model_copy(update={"topic_prefix": ""})
+    records = [(*destination(line, plain), line) for line in lines]
+    steady_records = [(*destination(line, plain), line) for line in steady]
+    leads = len({r[1] for r in records if r[0] == "leads"})
+    result = BenchResult(config, len(records), leads)
+    with infrastructure(Settings()) as (base, endpoints):
+        base = base.model_copy(
+            update={"broker": endpoints.broker, "redis_url": endpoints.redis_url}
+        )
+        scratch = asyncio.run(_scratch_topic(base, endpoints, lines, config.partitions))
+        for n in range(config.repeat):
+            report(f"repetition {n + 1}/{config.repeat}")
+            raw = asyncio.run(
+                _raw_rate(endpoints.bootstrap, scratch, config.partitions, len(lines))
+            )
+            bare = _faust(base, endpoints, scratch, "bare", len(lines), config)
+            table = _faust(base, endpoints, scratch, "table", len(lines), config)
+            measure_state = result.state is None
+            one, state = _pipeline(base, records, config.partitions, 1, measure_state)
+            result.state = result.state or state
+            two, _ = _pipeline(base, records, config.partitions, 2, False)
+            p50, p99 = _latency(base, steady_records, config)
+            recompute = _recompute_rate(path)
+            result.repetitions.append(Repetition(raw, bare, table, one, two, p50, p99, recompute))
+            report(
+                " | ".join(f"{k} {_fmt(v, '')}" for k, v in vars(result.repetitions[-1]).items())
+            )
+        if config.profile is not None:
+            report("profiled run")
+            result.profiled_rate, _ = _pipeline(
+                base, records, config.partitions, 1, False, profile=config.profile
+            )
+    if config.state_leads:
+        report(f"encoding {config.state_leads:,} leads' state")
+        result.codec_size = codec_size(
+            config.state_leads, Settings().redis_url or endpoints.redis_url
+        )
+    return result
 
 
-def _first_applied(run: ReplayRun, since: float) -> float:
-    """When the worker applied its first batch: start-up is not throughput."""
-    while not run.applied():
-        if time.monotonic() - since > 120:
-            raise TimeoutError(run.worker_logs())
-        time.sleep(0.05)
-    return time.monotonic()
+def _generate(config: SyntheticConfig, events: int) -> list[bytes]:
+    """The first `events` lines of a generated stream (malformed lines included)."""
+    items = generate(config)[:events]
+    return [i.encode() if isinstance(i, str) else orjson.dumps(i) for i in items]
 
 
-async def _baseline(run: ReplayRun, path: Path, count: int) -> float:
-    """Produce the file to a scratch topic, then time consuming + decoding it."""
-    topic = run.settings.topic("bench-baseline")
-    bootstrap = run.endpoints.bootstrap
-    await create_topics(bootstrap, {topic: run.settings.partitions})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def _scratch_topic(
+    settings: Settings, endpoints: Endpoints, lines: Sequence[bytes], partitions: int
+) -> str:
+    """Every line, unkeyed, in one topic: the input of the raw and Faust baselines."""
+    topic = f"pp-bench-{uuid.uuid4().hex[:10]}"
+    await create_topics(endpoints.bootstrap, {topic: partitions})
+    await _produce(endpoints.bootstrap, settings, [(topic, None, line) for line in lines])
+    return topic
+
+
+async def _produce(bootstrap: str, settings: Settings, records: Sequence[Record]) -> None:
+    """Produce `records` (topic names already final), batched, waiting for every ack."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        acks="all",
+        **settings.aiokafka_security(),
+    )
     await producer.start()
     try:
-        pending = [await producer.send(topic, line.rstrip(b"\n")) for line in path.open("rb")]
+        pending = []
+        for topic, key, value in records:
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+
+
+async def _raw_rate(bootstrap: str, topic: str, partitions: int, count: int) -> Figure:
+    """aiokafka consume + orjson decode of the scratch topic, from its first message."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(run.settings.partitions)]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         seen = 0
@@ -108,63 +383,462 @@ async def _baseline(run: ReplayRun, path: Path, count: int) -> float:
         while seen < count:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 for record in records:
-                    orjson.loads(record.value)
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        orjson.loads(record.value)
                 seen += len(records)
         return seen / (time.perf_counter() - started)
     finally:
         await consumer.stop()
 
 
-async def _latency(run: ReplayRun, rate: float, seconds: float) -> list[float]:
-    """Touches at `rate`/s; latency = produce ack → offset applied in Redis."""
-    topic = run.settings.topic("leads")
-    producer = AIOKafkaProducer(bootstrap_servers=run.endpoints.bootstrap)
-    await producer.start()
-    sent: dict[tuple[str, int], list[tuple[int, float]]] = {}
-    try:
-        total = int(rate * seconds)
-        started = time.monotonic()
-        for n in range(total):
-            await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-            value = orjson.dumps(
-                {
-                    "type": "touch",
-                    "event_id": f"bench-{n}",
-                    "occurred_at": "2026-06-01T00:00:00+00:00",
-                    "lead_id": f"bench-lead-{n % 997}",
-                    "campaign": "2026Q2_ptnr_slack_webinar_emea_bench",
-                    "action": "attended",
-                }
-            )
-            future = await producer.send(topic, value, key=f"bench-lead-{n % 997}".encode())
-            future.add_done_callback(
-                lambda f: sent.setdefault((topic, f.result().partition), []).append(
-                    (f.result().offset, time.monotonic())
-                )
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return await _applied_latencies(run, sent)
+# --- Faust baselines (subprocess) ---------------------------------------------
 
 
-async def _applied_latencies(
-    run: ReplayRun, sent: dict[tuple[str, int], list[tuple[int, float]]]
-) -> list[float]:
-    sink = sink_for(run.settings, run.endpoints.redis_url)
-    waiting = {tp: sorted(items) for tp, items in sent.items()}
-    latencies: list[float] = []
-    deadline = time.monotonic() + 300
+def _faust(
+    settings: Settings, endpoints: Endpoints, topic: str, mode: str, count: int, config: BenchConfig
+) -> Figure:
+    """One Faust baseline in a child process; "n/a (reason)" if it fails or hangs."""
+    spec = {
+        "mode": mode,
+        "broker": endpoints.broker,
+        "topic": topic,
+        "count": count,
+        "partitions": config.partitions,
+        "take": settings.batch_size,
+        "within": settings.batch_within,
+        "session_timeout": settings.session_timeout,
+        "app_id": f"pp-bench-faust-{mode}-{uuid.uuid4().hex[:8]}",
+    }
+    # cwd: Faust creates its data directory there.
+    with tempfile.TemporaryDirectory() as datadir:
+        try:
+            done = subprocess.run(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "streams.bench", json.dumps(spec)],
+                capture_output=True,
+                timeout=config.faust_timeout,
+                cwd=datadir,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"n/a (no result within {config.faust_timeout:.0f} s)"
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        return f"n/a (exit {done.returncode}: {tail[0][:80]})"
+    answers = [
+        line.partition(RESULT_MARK)[2]  # after any terminal control codes Faust writes
+        for line in done.stdout.decode(errors="replace").splitlines()
+        if RESULT_MARK in line
+    ]
+    if not answers:
+        tail = done.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        return f"n/a (no figure: {tail[0][:80]})"
+    answer = json.loads(answers[-1])
+    return float(answer["events"] / answer["seconds"])
+
+
+def _faust_child(spec: dict[str, Any]) -> None:
+    """The child's whole life: a Faust worker that times `count` events, prints, exits.
+
+    It exits with `os._exit` as soon as it has its figure: Faust's orderly
+    shutdown (leave group, flush changelogs) takes seconds and is not part of
+    what is measured.
+    """
+    import faust  # only the child needs Faust; importing it is slow
+
+    app = faust.App(
+        spec["app_id"],
+        broker=spec["broker"],
+        store="memory://",
+        topic_partitions=spec["partitions"],
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=spec["session_timeout"],
+        broker_rebalance_timeout=spec["session_timeout"],
+        broker_heartbeat_interval=min(1.0, spec["session_timeout"] / 4),
+        web_enabled=False,
+    )
+    topic = app.topic(
+        spec["topic"],
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec["partitions"],
+    )
+    count: int = spec["count"]
+    clock = _Clock(count)
+
+    if spec["mode"] == "bare":
+
+        @app.agent(topic)
+        async def bare(stream: Any) -> None:
+            async for values in stream.take(spec["take"], within=spec["within"]):
+                clock.tick(len(values))
+
+    else:
+        table = app.Table(
+            "bench-counts", default=int, key_type=str, value_type=int, partitions=spec["partitions"]
+        )
+
+        @app.agent(topic)
+        async def textbook(stream: Any) -> None:
+            async for value in stream:
+                event = parse_event(value)
+                key = "dead" if isinstance(event, Rejection) else route(event)[1]
+                table[key] = table[key] + 1
+                clock.tick(1)
+
+    worker = faust.Worker(app, loglevel="error", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+class _Clock:
+    """Times events from the first delivery (start-up and group join excluded)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.seen = 0
+        self.first: tuple[float, int] | None = None
+
+    def tick(self, n: int) -> None:
+        self.seen += n
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, n)
+        if self.seen >= self.count:
+            started, before = self.first
+            figure = {"events": self.seen - before, "seconds": max(now - started, 1e-9)}
+            sys.stdout.write(RESULT_MARK + json.dumps(figure) + "\n")
+            sys.stdout.flush()
+            os._exit(0)
+
+
+# --- the pipeline -------------------------------------------------------------
+
+
+def _pipeline(
+    base: Settings,
+    records: Sequence[Record],
+    partitions: int,
+    workers: int,
+    measure_state: bool,
+    profile: Path | None = None,
+) -> tuple[Figure, StateSize | None]:
+    """Input events/s of `workers` workers over `records`, on fresh topics and keys."""
+    with replay_run(base, partitions=partitions) as run:
+        settings = run.settings
+        prefixed = [(settings.topic(t), k, v) for t, k, v in records]
+        asyncio.run(_publish(run, prefixed))
+        profiled = _spawn_profiled(run, profile) if profile is not None else None
+        try:
+            if profiled is None:
+                for _ in range(workers):
+                    run.start_worker()
+            rate = asyncio.run(_watch(run, workers, len(records)))
+            state = asyncio.run(_state_size(run)) if measure_state else None
+        except TimeoutError as exc:
+            return f"n/a ({exc})", None
+        finally:
+            if profiled is not None:
+                _stop_profiled(profiled)
+    return rate, state
+
+
+async def _publish(run: ReplayRun, records: Sequence[Record]) -> None:
+    await create_topics(
+        run.endpoints.bootstrap, {run.settings.topic(n): run.settings.partitions for n in CONSUMED}
+    )
+    await _produce(run.endpoints.bootstrap, run.settings, records)
+
+
+async def _watch(run: ReplayRun, workers: int, total: int) -> Figure:
+    """Input events/s from "every worker owns partitions and applied" to "all through"."""
+    settings = run.settings
+    inputs = {settings.topic(name) for name in INPUT_TOPICS}
+    sink = sink_for(settings, run.endpoints.redis_url)
+    deadline = time.monotonic() + RUN_TIMEOUT
+
+    async def applied_inputs() -> int:
+        offsets = await sink.read_offsets()
+        return sum(off + 1 for (topic, _), off in offsets.items() if topic in inputs)
+
     try:
-        while any(waiting.values()) and time.monotonic() < deadline:
-            applied = await sink.read_offsets()
-            now = time.monotonic()
-            for tp, items in waiting.items():
-                done = applied.get(tp, -1)
-                while items and items[0][0] <= done:
-                    latencies.append(now - items.pop(0)[1])
-            await asyncio.sleep(0.005)
-        await sink.delete_all()
+        owners_key = StateKeys(settings.key_prefix).owners
+        while True:
+            _check(deadline, run, "no worker started")
+            owners = set((await sink.client.hgetall(owners_key)).values())
+            before = await applied_inputs()
+            if len(owners) >= workers and before > 0:
+                started = time.monotonic()
+                break
+            await asyncio.sleep(0.02)
+        while await applied_inputs() < total:
+            _check(deadline, run, "input not applied")
+            await asyncio.sleep(0.02)
+        finished = await _settled(run, sink, deadline)
     finally:
         await sink.close()
+    if before >= total:
+        return f"n/a (the first batch held all {total} events; use more --events)"
+    return (total - before) / (finished - started)
+
+
+async def _settled(run: ReplayRun, sink: RedisSink, deadline: float) -> float:
+    """When the internal topics and the outbox were through (first of two checks in a row)."""
+    topics = {run.settings.topic(name): run.settings.partitions for name in CONSUMED}
+    first: float | None = None
+    async with EndOffsets(run.endpoints.bootstrap, topics) as ends:
+        while True:
+            _check(deadline, run, "internal topics not applied")
+            now = time.monotonic()
+            end = await ends.read()
+            applied = await sink.read_offsets()
+            done = all(applied.get(tp, -1) >= e - 1 for tp, e in end.items() if e > 0)
+            if done and await sink.outbox_length() == 0:
+                if first is not None:
+                    return first
+                first = now
+            else:
+                first = None
+            await asyncio.sleep(0.02)
+
+
+def _check(deadline: float, run: ReplayRun, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"{what} within {RUN_TIMEOUT:.0f} s; {run.worker_logs(300)!r}")
+
+
+async def _state_size(run: ReplayRun) -> StateSize:
+    """Bytes per lead of the run's state keys (MEMORY USAGE, exact: SAMPLES 0)."""
+    sink = sink_for(run.settings, run.endpoints.redis_url)
+    client = sink.client
+    keys = StateKeys(run.settings.key_prefix)
+    prefix = run.settings.key_prefix
+    try:
+        lead_hash = keys.subjects("lead")
+        leads = int(await client.hlen(lead_hash))
+        lengths = 0
+        async for _, value in client.hscan_iter(lead_hash, count=1000):
+            lengths += len(value)
+
+        async def usage(pattern: str) -> int:
+            names = [k async for k in client.scan_iter(match=pattern, count=1000)]
+            async with client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.memory_usage(name, samples=0)
+                return sum(int(v or 0) for v in await pipe.execute())
+
+        lead_bytes = await usage(lead_hash)
+        state_bytes = await usage(f"{prefix}state:*")
+        derived = await usage(f"{prefix}contrib:*") + await usage(f"{prefix}credit:*")
+    finally:
+        await sink.close()
+    n = max(leads, 1)
+    return StateSize(leads, lengths / n, lead_bytes / n, state_bytes / n, derived / n)
+
+
+def _spawn_profiled(run: ReplayRun, out: Path) -> subprocess.Popen[bytes]:
+    """A worker started under `py-spy record` (attaching to a running process needs
+    ptrace rights a container rarely grants; a child of py-spy needs none)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    env = {
+        **os.environ,
+        **settings_env(run.settings),
+        "PP_BROKER": run.endpoints.broker,
+        "PP_REDIS_URL": run.endpoints.redis_url,
+    }
+    command = [py_spy, "record", "--format", "raw", "--rate", "200", "--output", str(out), "--"]
+    command += [sys.executable, "-m", "streams.cli", "worker"]
+    with (run.logs / "worker-profiled.log").open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - py-spy and our own worker
+            command, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def _stop_profiled(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker (not py-spy), so py-spy sees it exit and writes its file."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    with contextlib.suppress(OSError):
+        for pid in children.read_text().split():
+            os.kill(int(pid), signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        stop_worker(process)
+
+
+def profile_top(path: Path, n: int = 15) -> list[str]:
+    """The `n` functions with the most samples in py-spy's raw output, self and inclusive.
+
+    Line numbers are dropped so that a function's samples add up.  Inclusive
+    figures count only the batch handling (`Worker._handle` and below); the
+    totals include the worker's start-up (imports) and its outbox forwarder.
+    """
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        frames = [_LINE.sub(")", frame) for frame in stack.split(";")]
+        own[frames[-1]] += samples
+        if _HANDLE in frames:
+            for frame in set(frames[frames.index(_HANDLE) :]):
+                inclusive[frame] += samples
+    out = [f"profile: {total:,} samples; self"]
+    out += [f"  {k / total:6.1%}  {f}" for f, k in own.most_common(n)]
+    out.append("profile: inclusive (below Worker._handle)")
+    out += [f"  {k / total:6.1%}  {f}" for f, k in inclusive.most_common(n)]
+    return out
+
+
+# --- latency ------------------------------------------------------------------
+
+
+def _latency(
+    base: Settings, records: Sequence[Record], config: BenchConfig
+) -> tuple[Figure, Figure]:
+    """p50/p99 ms from `send()` to offset applied, at `config.rate` events/s."""
+    with replay_run(base, partitions=config.partitions) as run:
+        asyncio.run(_publish(run, []))
+        run.start_worker()
+        try:
+            latencies = asyncio.run(_steady(run, records, config.rate))
+        except TimeoutError as exc:
+            return f"n/a ({exc})", f"n/a ({exc})"
+    quantiles = statistics.quantiles(latencies, n=100)
+    return statistics.median(latencies) * 1000, quantiles[98] * 1000
+
+
+async def _steady(run: ReplayRun, records: Sequence[Record], rate: float) -> list[float]:
+    """Produce `records` at `rate`/s into the joined worker; watch Redis meanwhile.
+
+    Sends are paced in 2 ms ticks and batched by the producer (`linger_ms`),
+    never awaited one by one; each event's clock starts at its `send()` call,
+    so producer batching counts against the pipeline, as it would for a client.
+    """
+    settings = run.settings
+    sink = sink_for(settings, run.endpoints.redis_url)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    history: dict[tuple[str, int], tuple[list[float], list[int]]] = {}
+    """(topic, partition) -> (times, applied offset at that time), as polled."""
+    stop = asyncio.Event()
+
+    async def poll() -> None:
+        while not stop.is_set():
+            offsets = await sink.read_offsets()
+            now = time.monotonic()
+            for tp, off in offsets.items():
+                times, values = history.setdefault(tp, ([], []))
+                if not values or values[-1] != off:
+                    times.append(now)
+                    values.append(off)
+            await asyncio.sleep(0.005)
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=run.endpoints.bootstrap,
+        linger_ms=5,
+        acks="all",
+        **settings.aiokafka_security(),
+    )
+    owners_key = StateKeys(settings.key_prefix).owners
+    try:
+        while not await sink.client.hlen(owners_key):
+            _check(deadline, run, "worker did not join")
+            await asyncio.sleep(0.05)
+        await producer.start()
+        poller = asyncio.create_task(poll())
+        sent: list[tuple[asyncio.Future[Any], float]] = []
+        started = time.monotonic()
+        while len(sent) < len(records):
+            due = min(len(records), int((time.monotonic() - started) * rate) + 1)
+            for topic, key, value in records[len(sent) : due]:
+                at = time.monotonic()
+                sent.append((await producer.send(settings.topic(topic), value, key=key), at))
+            await asyncio.sleep(0.002)
+        await producer.flush()
+        wanted = [(await future, at) for future, at in sent]
+        latencies: list[float] = []
+        for meta, at in wanted:
+            tp = (meta.topic, meta.partition)
+            while not history.get(tp) or history[tp][1][-1] < meta.offset:
+                _check(deadline, run, "steady events not applied")
+                await asyncio.sleep(0.05)
+            times, values = history[tp]
+            latencies.append(times[bisect.bisect_left(values, meta.offset)] - at)
+        stop.set()
+        await poller
+    finally:
+        stop.set()
+        await producer.stop()
+        await sink.close()
     return latencies
+
+
+# --- batch oracle and state size ------------------------------------------------
+
+
+def _recompute_rate(path: Path) -> float:
+    """Lines/s of `recompute --json` over the bench file, in this process (the
+    command's own code path, so start-up and imports are left out)."""
+    from streams.cli import json_document, run_file
+
+    with path.open("rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    started = time.perf_counter()
+    json_document(run_file(path, EngineConfig(), DEFAULT_MAX_BYTES)[0])
+    return lines / (time.perf_counter() - started)
+
+
+def codec_size(leads: int, redis_url: str, chunk: int = 100_000) -> CodecSize:
+    """Encode the state of `leads` generated leads with the worker's codec.
+
+    Generated and run through the engine in chunks of `chunk` leads (distinct
+    seeds: each chunk is a small independent company), so memory stays
+    bounded; each chunk's encoded lead states are loaded into a scratch Redis
+    hash once, to measure Redis's own bytes per entry, and deleted.
+    """
+    started = time.perf_counter()
+    sizes: list[int] = []
+    opportunity_bytes = 0
+    redis_bytes = 0
+    for n, first in enumerate(range(0, leads, chunk)):
+        engine = Engine()
+        items = generate(SyntheticConfig(seed=1000 + n, leads=min(chunk, leads - first)))
+        engine.run(parse_event(orjson.dumps(i)) for i in items if not isinstance(i, str))
+        encoded = {k: codec.dump_lead(s) for k, s in engine.leads.items()}
+        sizes += [len(v) for v in encoded.values()]
+        opportunity_bytes += sum(
+            len(codec.dump_opportunity(s)) for s in engine.opportunities.values()
+        )
+        redis_bytes += asyncio.run(_redis_bytes(redis_url, encoded))
+    sizes.sort()
+    return CodecSize(
+        len(sizes),
+        statistics.fmean(sizes),
+        sizes[int(len(sizes) * 0.99)],
+        sizes[-1],
+        opportunity_bytes / len(sizes),
+        redis_bytes / len(sizes),
+        time.perf_counter() - started,
+    )
+
+
+async def _redis_bytes(redis_url: str, values: dict[str, bytes]) -> int:
+    """MEMORY USAGE of a scratch hash holding `values` (deleted afterwards)."""
+    sink = RedisSink.from_url(redis_url, prefix=f"pp:bench:{uuid.uuid4().hex[:10]}:")
+    key = StateKeys(sink.keys.prefix).subjects("lead")
+    try:
+        items = list(values.items())
+        for i in range(0, len(items), 5000):
+            await sink.client.hset(key, mapping=dict(items[i : i + 5000]))
+        return int(await sink.client.memory_usage(key, samples=0) or 0)
+    finally:
+        await sink.client.unlink(key)
+        await sink.close()
+
+
+if __name__ == "__main__":
+    _faust_child(json.loads(sys.argv[1]))

@@ -6,10 +6,8 @@ import asyncio
 import contextlib
 import csv
 import gc
-import statistics
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -220,22 +218,6 @@ async def read_totals(url: str, password: str | None, prefix: str) -> dict[Metri
 def json_document(engine: Engine) -> bytes:
     """The SPEC §6 document of `engine`'s totals and credits."""
     return orjson.dumps(render(engine.totals, engine.credits()), option=orjson.OPT_INDENT_2) + b"\n"
-
-
-def recompute_rates(path: Path, config: EngineConfig, runs: int) -> list[float]:
-    """Lines/s of `runs` in-process `recompute --json` passes over `path`.
-
-    Timed from opening the file to the finished JSON document, so interpreter
-    start-up and imports (a fixed cost, not a rate) are left out.
-    """
-    with path.open("rb") as handle:
-        lines = sum(1 for line in handle if line.strip())
-    rates = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        json_document(run_file(path, config, DEFAULT_MAX_BYTES)[0])
-        rates.append(lines / (time.perf_counter() - started))
-    return rates
 
 
 def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
@@ -454,39 +436,51 @@ def replay(
 
 
 @main.command()
-@click.option("--events", default=50_000, show_default=True)
-@click.option("--partitions", default=4, show_default=True)
+@click.option("--events", default=50_000, show_default=True, help="Events in the file.")
+@click.option("--partitions", default=8, show_default=True)
 @click.option("--rate", default=2000.0, show_default=True, help="Events/s in the latency run.")
 @click.option("--seconds", default=10.0, show_default=True, help="Length of the latency run.")
+@click.option("--repeat", default=3, show_default=True, help="Repetitions (medians shown).")
 @click.option(
-    "--recompute",
-    "recompute_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead, time the batch oracle on this .jsonl file (no broker).",
+    "--faust-timeout", default=120.0, show_default=True, help="Seconds per Faust baseline."
 )
-@click.option("--runs", default=3, show_default=True, help="Passes of --recompute.")
+@click.option(
+    "--state-leads",
+    default=0,
+    show_default=True,
+    help="Also encode this many generated leads' states (e.g. 1000000).",
+)
+@click.option(
+    "--profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="One extra 1-worker run under py-spy; raw stacks written here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(
     events: int,
     partitions: int,
     rate: float,
     seconds: float,
-    recompute_path: Path | None,
-    runs: int,
+    repeat: int,
+    faust_timeout: float,
+    state_leads: int,
+    profile: Path | None,
+    as_json: bool,
 ) -> None:
-    """Measure the pipeline beside a raw aiokafka consumer, in one run.
+    """Measure the pipeline beside raw aiokafka and Faust baselines, in one run.
 
-    With --recompute FILE: the batch oracle's rate on FILE instead, in
-    process (median and each pass), with the default model and mapping.
+    Progress goes to stderr; the table (or JSON) to stdout.
     """
-    if recompute_path is not None:
-        rates = recompute_rates(recompute_path, EngineConfig(), runs)
-        passes = "  ".join(f"{r:,.0f}" for r in rates)
-        click.echo(f"recompute {statistics.median(rates):12,.0f} lines/s (median; {passes})")
-        return
-    from streams.bench import run_bench
+    from streams.bench import BenchConfig, run_bench
 
+    config = BenchConfig(
+        events, partitions, rate, seconds, repeat, faust_timeout, state_leads, profile
+    )
     with tempfile.TemporaryDirectory() as workdir:
-        result = run_bench(events, partitions, rate, seconds, Path(workdir))
+        result = run_bench(config, Path(workdir), lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+        return
     for line in result.lines():
         click.echo(line)
 

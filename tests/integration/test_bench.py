@@ -1,0 +1,49 @@
+"""`partnerpulse bench` runs end to end on tiny sizes and prints sane figures.
+
+Not a performance test: nothing here compares a figure with a target (the
+machine is shared and noisy; docs/benchmarks.md has the measured numbers).
+It checks that every part of the benchmark ran and reported a plausible
+number, so the command cannot rot unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.bench, pytest.mark.timeout(300)]
+
+PIPELINE_FIGURES = ("raw", "one_worker", "two_workers", "p50_ms", "p99_ms", "recompute")
+
+
+def test_bench_prints_every_figure() -> None:
+    command = [sys.executable, "-m", "streams.cli", "bench", "--json"]
+    command += ["--events", "8000", "--partitions", "4", "--rate", "200", "--seconds", "2"]
+    # Several batches (2,000 messages at most each): the first one is not timed.
+    command += ["--repeat", "1", "--faust-timeout", "60"]
+    # Short group sessions: the embedded broker answers a join after half of it.
+    env = {**os.environ, "PP_SESSION_TIMEOUT": "4"}
+    done = subprocess.run(command, capture_output=True, env=env, timeout=280, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    result = json.loads(done.stdout)
+
+    assert result["events"] == 8000
+    assert len(result["runs"]) == 1
+    median = result["median"]
+    for name in PIPELINE_FIGURES:
+        assert isinstance(median[name], float), (name, median[name])
+        assert median[name] > 0, name
+    assert median["p99_ms"] >= median["p50_ms"]
+    for name in ("faust_bare", "faust_table"):
+        # Faust may fail on the embedded broker; then the reason is shown, never a hang.
+        value = median[name]
+        assert (isinstance(value, float) and value > 0) or value.startswith("n/a ("), value
+    assert isinstance(result["ratios"]["two_workers_to_one"], float)
+    assert isinstance(result["ratios"]["pipeline_to_raw"], float)
+    state = result["state"]
+    assert state["leads"] > 0
+    assert 0 < state["lead_value_bytes"] <= state["lead_hash_bytes"] <= state["all_state_bytes"]
