@@ -42,6 +42,7 @@ _ESCAPED: Final = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})*")
 _GLOB: Final = re.compile(r"([*?\[\]\\])")
 
 
+@lru_cache(maxsize=65_536)
 def escape(part: str) -> str:
     """Percent-encode one key part (UTF-8; upper-case hex)."""
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in part.encode("utf-8"))

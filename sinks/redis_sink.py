@@ -232,6 +232,7 @@ class RedisSink:
         states: Sequence[tuple[str, str, str, str]] = (),
         fence: Fence | None = None,
         first: Mapping[tuple[str, int], int] | None = None,
+        decode: bool = True,
     ) -> SinkResult:
         """Publish the absolute contributions of `contributions`' subjects.
 
@@ -246,7 +247,9 @@ class RedisSink:
         make every call check, before writing anything, that this worker
         still owns the partitions and that the batch follows what was
         applied; else `FencedError`.  A batch already applied (a retry after
-        a lost reply) is then recognised and changes nothing.
+        a lost reply) is then recognised and changes nothing.  `decode`
+        False skips turning the script's reply into the result (the worker
+        does not use it; the outbox carries the changes).
 
         One script call per `max_subjects_per_call` subjects (one for any
         ordinary batch); each call is atomic and idempotent, so a crash
@@ -270,7 +273,8 @@ class RedisSink:
             if i == len(chunks) - 1:
                 batch.update(d=dlq, o=offs, st=states)
             reply = await self.retrying(partial(self._call, orjson.dumps(batch)))
-            _collect(result, reply)
+            if decode:
+                _collect(result, reply)
         return result
 
     async def _call(self, payload: bytes) -> Any:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import orjson
@@ -83,6 +83,7 @@ EXPECTED: Final[dict[str, Any]] = {
 """Event classes per input topic; any other input topic carries an `OtherEvent`."""
 
 
+@lru_cache(maxsize=1 << 18)
 def partition_of(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka)."""
     return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)

@@ -44,7 +44,17 @@ from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untype
 from sinks.forwarder import AiokafkaOutput, OutboxForwarder
 from sinks.redis_sink import Fence, FencedError, RedisSink
 from streams.embedded import create_topics
-from streams.processing import CONSUMED, CREDITS, DLQ, METRICS, TOPICS, Batch, Message, Processor
+from streams.processing import (
+    CONSUMED,
+    CREDITS,
+    DLQ,
+    METRICS,
+    TOPICS,
+    Batch,
+    Message,
+    Processor,
+    partition_of,
+)
 from streams.settings import Settings
 from streams.state import StateStore
 
@@ -143,6 +153,7 @@ class Worker:
                 states=batch.states,
                 fence=fence,
                 first=batch.first,
+                decode=False,
             )
         except FencedError as exc:
             _restart(f"the sink refused the batch ({exc})")
@@ -156,10 +167,14 @@ class Worker:
         """Internal messages and dead letters, acknowledged before the sink call."""
         producer = self._producer
         assert producer is not None
-        topic = self.settings.topic
+        topic, n = self.settings.topic, self.settings.partitions
         futures = [
             await producer.send(
-                topic(name), value=value, key=key.encode() if key else None, partition=partition
+                topic(name),
+                value=value,
+                key=key.encode() if key else None,
+                # the same partition aiokafka's partitioner would pick, from our cache
+                partition=partition if key is None else partition_of(key, n),
             )
             for name, key, partition, value in batch.sends
         ]
