@@ -283,6 +283,7 @@ def generate(
 @click.option("--seed", default=1, show_default=True, help="Seed of the synthetic feed.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
 @click.option("--keep", is_flag=True, help="Keep the demo's Redis keys on exit.")
+@click.option("--events", default=0, show_default=True, help="Stop the feed after N (0: never).")
 def demo(
     rate: float,
     duration: float,
@@ -291,6 +292,7 @@ def demo(
     seed: int,
     open_browser: bool,
     keep: bool,
+    events: int,
 ) -> None:
     """Broker, worker, a live synthetic feed and the dashboard, on embedded defaults.
 
@@ -312,6 +314,7 @@ def demo(
         keep=keep,
         open_browser=open_browser,
         console=Console(stderr=True),
+        events=events,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import webbrowser
 from collections.abc import Iterable, Iterator, Mapping
@@ -126,8 +127,9 @@ async def feed(
 
 
 def _take(lines: Iterator[bytes], n: int) -> Iterator[bytes]:
-    for _ in range(n):
-        yield next(lines)
+    """Up to `n` more lines (fewer once a bounded feed is used up)."""
+    for _, raw in zip(range(n), lines, strict=False):
+        yield raw
 
 
 def run_demo(
@@ -141,9 +143,11 @@ def run_demo(
     keep: bool,
     open_browser: bool,
     console: Console,
+    events: int = 0,
 ) -> Progress:
     """Run until `duration` seconds passed (0: forever) or SIGINT / SIGTERM; then stop
     everything started here: feed, dashboard, worker, embedded broker and Redis.
+    `events` > 0 stops the feed after that many events (the rest keeps running).
 
     SIGTERM is turned into KeyboardInterrupt for the whole run, so that
     whenever it arrives (also while the broker is starting) the context
@@ -156,7 +160,10 @@ def run_demo(
             console.print(f"redis key prefix: {run.settings.key_prefix}", highlight=False)
             console.print(f"worker logs: {run.logs}", highlight=False)
             run.start_worker()
-            return asyncio.run(_live(run, rate, duration, host, port, seed, open_browser, console))
+            lines = demo_stream(seed)
+            if events > 0:
+                lines = itertools.islice(lines, events)
+            return asyncio.run(_live(run, rate, duration, host, port, lines, open_browser, console))
     except KeyboardInterrupt:
         return Progress()
     finally:
@@ -173,7 +180,7 @@ async def _live(
     duration: float,
     host: str,
     port: int,
-    seed: int,
+    lines: Iterator[bytes],
     open_browser: bool,
     console: Console,
 ) -> Progress:
@@ -189,7 +196,7 @@ async def _live(
             if open_browser:
                 webbrowser.open(url)
             feeder = asyncio.create_task(
-                feed(run.settings, run.endpoints.bootstrap, demo_stream(seed), rate, progress)
+                feed(run.settings, run.endpoints.bootstrap, lines, rate, progress)
             )
             deadline = loop.time() + duration if duration > 0 else None
             with Live(console=console, auto_refresh=False, transient=False) as live:

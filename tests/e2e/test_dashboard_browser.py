@@ -8,12 +8,18 @@ and driven by Playwright with the system's Chromium (`PP_CHROMIUM` or
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from functools import cache
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, async_playwright
@@ -165,3 +171,69 @@ async def test_page_shows_redis_numbers_and_follows_changes_live(
             await page.wait_for_selector(selector, timeout=15_000)
         assert await page.evaluate("window.__notReloaded") is True
         await assert_page_equals_redis(page, sink)
+
+
+async def test_page_during_a_demo_run_changes_live_and_equals_redis(
+    page: Page, tmp_path: Path
+) -> None:
+    """`partnerpulse demo` on embedded defaults, its page in Chromium: the numbers
+    grow while events flow, and once the bounded feed is applied every number of
+    the NB/EX and data-quality tables equals Redis."""
+    stderr = tmp_path / "stderr"
+    demo = start_demo(stderr)
+    try:
+        assert demo.stdout is not None
+        line = (await asyncio.to_thread(demo.stdout.readline)).decode()
+        match = re.fullmatch(r"dashboard: (http://127\.0\.0\.1:\d+/)\n", line)
+        assert match, (line, stderr.read_text())
+        prefix = re.search(r"redis key prefix: (\S+)", stderr.read_text())
+        assert prefix
+        await page.goto(match.group(1))
+        await page.wait_for_selector('[data-testid="live-status"].live', timeout=30_000)
+        leads = page.locator('#nbex [data-testid="all|nb.leads.influenced"]')
+
+        async def shown() -> int:
+            return int(await leads.get_attribute("data-value") or 0) if await leads.count() else 0
+
+        seen = []
+        deadline = time.monotonic() + 90
+        while len(set(seen)) < 3:  # three different values, without a reload
+            assert time.monotonic() < deadline, (seen, stderr.read_text()[-2000:])
+            if (value := await shown()) > 0:
+                seen.append(value)
+            await asyncio.sleep(0.5)
+        assert seen == sorted(seen)
+
+        sink = RedisSink.from_url(REDIS_URL, prefix=prefix.group(1), max_wait=10)
+        try:
+            deadline = time.monotonic() + 90
+            while True:  # the feed stops at 4000 events; then page and Redis agree
+                try:
+                    assert await assert_page_equals_redis(page, sink) > 0
+                    break
+                except AssertionError:
+                    assert time.monotonic() < deadline, stderr.read_text()[-2000:]
+                    await asyncio.sleep(1)
+        finally:
+            await sink.close()
+    finally:
+        await asyncio.to_thread(stop_demo, demo)
+
+
+DEMO = ("demo", "--port", "0", "--duration", "150", "--rate", "200", "--events", "4000")
+
+
+def start_demo(stderr: Path) -> subprocess.Popen[bytes]:
+    """The demo on embedded defaults (no PP_* settings), its URL line on stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PP_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", *DEMO],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr.open("wb"),
+    )
+
+
+def stop_demo(demo: subprocess.Popen[bytes]) -> None:
+    demo.send_signal(signal.SIGTERM)
+    demo.wait(60)
