@@ -60,9 +60,7 @@ class AiokafkaOutput:
     aiokafka's own ``flush()`` waits for the batches but does not raise when a
     delivery failed; this `flush` awaits every delivery future of the messages
     sent since the last flush and raises the first failure, so the forwarder
-    keeps the entries and retries.  (For a Faust producer, whose ``send``
-    returns delivery futures as well, write the same two lines around
-    ``app.producer.send(topic, key, value, None, None, None)``.)
+    keeps the entries and retries.
     """
 
     def __init__(self, producer: Any) -> None:
