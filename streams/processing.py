@@ -116,6 +116,10 @@ class Batch:
     last: dict[tuple[str, int], int] = field(default_factory=dict)
     sends: list[tuple[str, str | None, int | None, bytes]] = field(default_factory=list)
     """(topic before prefix, key, partition, value) to produce before the sink call."""
+    registry: dict[str, str] = field(default_factory=dict)
+    """Campaign -> registry entry now in force, to record *before* the sends: a lead
+    worker that sees the broadcast, or takes over its partition later, must find
+    the entry in Redis."""
 
     def reject(self, message: Message, reason: str) -> None:
         self.dead.append(DeadLetter(message.topic, message.partition, message.offset, reason))
@@ -148,7 +152,7 @@ class Processor:
         self._kind = {settings.topic(name): name for name in CONSUMED}
 
     async def start(self) -> None:
-        """Take in the registry entries recorded before this worker started."""
+        """Take in the registry entries recorded so far (on every assignment)."""
         for campaign, raw in (await self.store.registry()).items():
             self._apply_registry({"campaign": campaign, **orjson.loads(raw)})
 
@@ -347,7 +351,7 @@ class Processor:
         held = registry.get(campaign)
         if held is None or _newer(entry, orjson.loads(held)):
             registry[campaign] = orjson.dumps(entry)
-            batch.states.append(("h", self.keys.registry, campaign, registry[campaign].decode()))
+            batch.registry[campaign] = registry[campaign].decode()
         command = orjson.dumps({"op": "registry", "campaign": campaign, **entry})
         for partition in range(self.settings.partitions):
             batch.sends.append((LEAD_COMMANDS, None, partition, command))

@@ -107,6 +107,14 @@ class StateStore:
         raw = await self.sink.retrying(lambda: self.client.hgetall(self.keys.registry))
         return {_text(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
 
+    async def record_registry(self, entries: dict[str, str]) -> None:
+        """Write registry entries ahead of their broadcast (only the campaign's owner
+        writes it, and re-writing the latest entry is harmless)."""
+        if entries:
+            await self.sink.retrying(
+                lambda: self.client.hset(self.keys.registry, mapping=cast(Any, entries))
+            )
+
     async def claim(self, partitions: Iterable[int], token: str) -> None:
         """Make `token` the owner of `partitions`: the sink refuses other tokens' batches."""
         mapping = {str(p): token for p in partitions}

@@ -110,7 +110,6 @@ class Worker:
             **security,
         )
         await producer.start()
-        await self.processor.start()
         consumer.subscribe([settings.topic(name) for name in CONSUMED], listener=_Rebalance(self))
         await consumer.start()
         forwarding = asyncio.create_task(self._forward_outbox(stop))
@@ -143,6 +142,7 @@ class Worker:
         ]
         try:
             batch = await self.processor.process(messages)
+            await self.store.record_registry(batch.registry)
             await self._produce(batch)
             fence = Fence(self.store.keys.owners, self.token, frozenset(p for _, p in batch.last))
             await self.sink.apply(
@@ -203,6 +203,9 @@ class Worker:
         consumer = self._consumer
         assert consumer is not None
         await self.store.claim({tp.partition for tp in assigned}, self.token)
+        # Registry broadcasts the previous owners consumed are not delivered
+        # again; their entries were recorded before they were sent.
+        await self.processor.start()
         applied = await self.sink.read_offsets()
         fresh = []
         for tp in assigned:

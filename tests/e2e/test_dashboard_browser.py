@@ -150,7 +150,10 @@ async def test_page_shows_redis_numbers_and_follows_changes_live(
         ):
             cell = page.locator(f'{section} [data-testid="{scope}|{metric}"]')
             assert await cell.get_attribute("data-value") == str(metrics[(scope, metric)])
-        ctr = page.locator(f'#campaigns [data-testid="{campaign}|campaigns.ctr"]')
+        # the rates arrive from /api/derived after the metrics: wait for a value
+        ctr = page.locator(
+            f'#campaigns [data-testid="{campaign}|campaigns.ctr"]:not([data-value=""])'
+        )
         await ctr.wait_for(timeout=15_000)
         value = await ctr.get_attribute("data-value")
         assert value and float(value) == derived[campaign]["campaigns.ctr"]
