@@ -102,10 +102,15 @@ class OpportunityState(Subject):
     def receive(self, version: int, snapshot: LeadSnapshot, cause: str) -> bool:
         """Store a contact's snapshot unless a newer one is already held.
 
+        An equal version replaces the held one: a lead batch processed again
+        after a crash reuses its version numbers, and may differ (its worker
+        may know a registry entry the crashed one did not); the later message
+        on the partition is the one whose state was saved.
+
         `cause` is the event behind the snapshot's change; it becomes ours.
         """
         held = self.leads.get(snapshot.lead_id)
-        if held is not None and held[0] >= version:
+        if held is not None and held[0] > version:
             return False
         self.leads[snapshot.lead_id] = (version, snapshot)
         self.cause = cause
