@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
+from math import lcm
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -47,6 +49,14 @@ class Weights(BaseModel):
         if any(w < 0 for w in self.positions.values()) or self.middle < 0:
             raise ValueError("weights must not be negative")
         return self
+
+    @cached_property
+    def integers(self) -> tuple[int, dict[str, int], int]:
+        """(denominator, position numerators, middle numerator): the weights over
+        their least common denominator, for exact integer arithmetic."""
+        denominator = lcm(*(w.denominator for w in (*self.positions.values(), self.middle)))
+        numerators = {name: int(w * denominator) for name, w in self.positions.items()}
+        return denominator, numerators, int(self.middle * denominator)
 
 
 def _w(**shares: str) -> Weights:

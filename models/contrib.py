@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from models.attribution import Touchpoint
+from models.attribution import Shares, Touchpoint
 
 MetricKey = tuple[str, str]
 """(scope, metric), e.g. `("partner:slack", "nb.cw.attributed_arr")`."""
@@ -71,8 +71,7 @@ class Deltas:
             self.metrics.pop(key, None)
 
     def extend(self, other: Deltas) -> None:
-        for key, amount in other.metrics.items():
-            self.bump(key, amount)
+        merge(self.metrics, other.metrics)
         self.credits.extend(other.credits)
 
     def __bool__(self) -> bool:
@@ -81,9 +80,8 @@ class Deltas:
 
 def diff(subject: str, old: Contribution, new: Contribution, cause: str) -> Deltas:
     """Deltas that turn `old` into `new`: a retraction for every line that moved."""
-    out = Deltas()
-    for key in old.metrics.keys() | new.metrics.keys():
-        out.bump(key, new.metrics.get(key, 0) - old.metrics.get(key, 0))
+    out = Deltas({key: value for key, value in new.metrics.items() if value})
+    merge(out.metrics, old.metrics, -1)
     for touch_id in sorted(old.credits.keys() | new.credits.keys()):
         before, after = old.credits.get(touch_id), new.credits.get(touch_id)
         if before == after:
@@ -106,17 +104,32 @@ def diff(subject: str, old: Contribution, new: Contribution, cause: str) -> Delt
     return out
 
 
+def merge(totals: dict[MetricKey, int], deltas: Mapping[MetricKey, int], sign: int = 1) -> None:
+    """Add `sign` times `deltas` into `totals`, dropping keys that reach zero (the
+    hot loop of settling: one call per subject instead of one per metric)."""
+    for key, amount in deltas.items():
+        value = totals.get(key, 0) + sign * amount
+        if value:
+            totals[key] = value
+        else:
+            totals.pop(key, None)
+
+
 def credit_lines(
-    credit: Mapping[Touchpoint, Fraction],
+    shares: Shares,
     units: Mapping[Touchpoint, int],
     positions: Mapping[Touchpoint, tuple[str, ...]],
 ) -> dict[str, CreditLine]:
     """Touch id → credit line, for the touchpoints that got any credit."""
     return {
         point.touch_id: CreditLine(
-            share, units[point], point.scopes, positions.get(point, ("middle",)), point.ts
+            shares.credit(point),
+            units[point],
+            point.scopes,
+            positions.get(point, ("middle",)),
+            point.ts,
         )
-        for point, share in credit.items()
+        for point, share in shares.numerators.items()
         if share
     }
 

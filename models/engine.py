@@ -19,7 +19,7 @@ from fractions import Fraction
 
 from models.config import EngineConfig
 from models.context import Context
-from models.contrib import Contribution, Deltas, MetricKey, Subject
+from models.contrib import Contribution, Deltas, MetricKey, Subject, merge
 from models.events import (
     Campaign,
     Event,
@@ -227,9 +227,4 @@ class Engine:
                 self._dirty_leads.add(lead_id)
 
     def _add(self, deltas: Deltas) -> None:
-        for key, amount in deltas.metrics.items():
-            value = self.totals.get(key, 0) + amount
-            if value:
-                self.totals[key] = value
-            else:
-                self.totals.pop(key, None)
+        merge(self.totals, deltas.metrics)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Literal, TypeAlias
 
 from pydantic import (
@@ -66,9 +67,10 @@ class BaseEvent(BaseModel):
     event_id: EventId
     occurred_at: Instant
 
-    @property
+    @cached_property
     def ts(self) -> int:
-        """Event time as integer microseconds since the epoch: an exact sort key."""
+        """Event time as integer microseconds since the epoch: an exact sort key
+        (read several times per event, so computed once)."""
         return to_micros(self.occurred_at)
 
 

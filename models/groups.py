@@ -81,13 +81,19 @@ class GroupState(Subject):
         return True
 
     def settle(self, ctx: Context) -> Deltas:
-        # Aware datetimes compare as instants, like `ts`, without recomputing it.
-        ordered = sorted(self.events.values(), key=lambda e: (e.occurred_at, e.event_id))
-        metrics = FAMILY_METRICS[self.family](ordered, ctx)
-        return self.publish(f"{self.family}:{self.key}", Contribution(metrics, {}))
+        return self.publish(f"{self.family}:{self.key}", self.contribute(ctx))
+
+    def contribute(self, ctx: Context) -> Contribution:
+        """The group's current contribution (not published)."""
+        ordered = sorted(self.events.values(), key=_event_order)
+        return Contribution(FAMILY_METRICS[self.family](ordered, ctx), {})
 
 
 # --- shared helpers ------------------------------------------------------------
+
+
+def _event_order(event: OtherEvent) -> tuple[int, str]:
+    return event.ts, event.event_id
 
 
 def day_of(ts: int) -> int:

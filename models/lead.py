@@ -131,6 +131,10 @@ class LeadState(Subject):
 
     def settle(self, ctx: Context) -> Deltas:
         """Recompute the contribution and snapshot; return the lead's deltas."""
+        return self.publish(f"lead:{self.key}", self.contribute(ctx))
+
+    def contribute(self, ctx: Context) -> Contribution:
+        """The lead's current contribution (not published); refreshes the snapshot."""
         points = touchpoints(self, ctx)
         eligible = (
             [p for p in points if p.ts <= self.created.ts] if self.created is not None else []
@@ -141,7 +145,7 @@ class LeadState(Subject):
         if snapshot != self.snapshot:
             self.snapshot = snapshot
             self.version += 1
-        return self.publish(f"lead:{self.key}", self._contribution(ctx, points, eligible))
+        return self._contribution(ctx, points, eligible)
 
     def outbox(self) -> list[tuple[str, int, LeadSnapshot]]:
         """(opportunity id, version, snapshot) for subscribers that lack the current one.
@@ -229,7 +233,14 @@ def touchpoints(state: LeadState, ctx: Context) -> list[Touchpoint]:
         held = first.get(record.campaign)
         if held is None or (record.ts, record.touch_id) < (held.ts, held.touch_id):
             first[record.campaign] = record
-    return sorted(_touchpoint(state.key, record, ctx) for record in first.values())
+    return sorted(
+        (_touchpoint(state.key, record, ctx) for record in first.values()), key=_point_order
+    )
+
+
+def _point_order(point: Touchpoint) -> tuple[int, str]:
+    """`Touchpoint`'s own order, (ts, touch id), without the dataclass's slower `__lt__`."""
+    return point.ts, point.touch_id
 
 
 def _touchpoint(lead_id: str, record: TouchRecord, ctx: Context) -> Touchpoint:

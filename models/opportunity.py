@@ -126,9 +126,10 @@ class OpportunityState(Subject):
         return [self.leads[lead][1] for lead in sorted(self.contacts) if lead in self.leads]
 
     def settle(self, ctx: Context) -> Deltas:
-        return self.publish(f"opportunity:{self.key}", self._contribution(ctx))
+        return self.publish(f"opportunity:{self.key}", self.contribute(ctx))
 
-    def _contribution(self, ctx: Context) -> Contribution:
+    def contribute(self, ctx: Context) -> Contribution:
+        """The opportunity's current contribution (not published)."""
         created = self.created
         if created is None:
             return Contribution(self.quality(), {})

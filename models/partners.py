@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 NO_PARTNER = frozenset({"", "none", "na", "n-a", "-"})
 
@@ -78,6 +79,7 @@ def resolve(
     return partner_id(partner), channel or parsed.channel
 
 
+@lru_cache(maxsize=1 << 16)
 def scopes_of(campaign: str, partner: str | None, channel: str | None) -> tuple[str, ...]:
     """`all`, then the campaign, partner and channel scopes where present.
 

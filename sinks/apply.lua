@@ -25,6 +25,8 @@
 --   script writes nothing and fails with OFFSETS: no message is applied twice
 --   or skipped.  A batch whose every last offset is already the applied one
 --   was applied before (a retried call): the script does nothing.
+--   "q" (optional): quiet; the reply's two change lists are left empty (a
+--   worker reads the changes from the outbox, not from the reply).
 -- ARGV[3]  approximate MAXLEN of the changes stream
 --
 -- Metrics land in the hash <prefix>m:<scope>; a metric named "<metric>@<day>"
@@ -235,4 +237,5 @@ if #changes > 0 or #credit_changes > 0 then
     'metrics', '[' .. table.concat(outbox_metrics, ',') .. ']', 'credits', credits_json)
 end
 
+if batch.q then return {{}, {}, counted, entry, outbox} end
 return {changes, credit_changes, counted, entry, outbox}

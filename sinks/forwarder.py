@@ -22,9 +22,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
@@ -38,6 +40,7 @@ __all__ = [
     "Flush",
     "OutboxForwarder",
     "Send",
+    "partition_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,25 +58,63 @@ Entry = tuple[str, dict[str, str] | None]
 
 
 class AiokafkaOutput:
-    """`send` / `flush` over an ``aiokafka.AIOKafkaProducer``.
+    """`send` / `flush` over an ``aiokafka.AIOKafkaProducer``, in batches.
 
-    aiokafka's own ``flush()`` waits for the batches but does not raise when a
-    delivery failed; this `flush` awaits every delivery future of the messages
-    sent since the last flush and raises the first failure, so the forwarder
-    keeps the entries and retries.
+    Messages are appended to one record batch per partition (the partition
+    Kafka's default partitioner gives the key, unless one is named) and
+    handed to the producer on `flush`, which awaits every batch's delivery and
+    raises the first failure, so the caller keeps its input and retries.  One
+    future per batch instead of one per message: per-message ``send`` was a
+    sixth of a worker's CPU.
     """
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        self._pending: list[Awaitable[Any]] = []
+        self._open: dict[tuple[str, int], list[Any]] = {}
+        self._partitions: dict[str, int] = {}
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        self._pending.append(await self.producer.send(topic, value=value, key=key))
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        *,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        if partition is None:
+            if key is None:
+                raise ValueError("an unkeyed message needs a partition")
+            partition = partition_of(key, await self._count(topic))
+        builders = self._open.setdefault((topic, partition), [])
+        record = {"timestamp": None, "key": key, "value": value, "headers": list(headers)}
+        if not builders or builders[-1].append(**record) is None:
+            builder = self.producer.create_batch()
+            builder.append(**record)  # an empty batch takes any one message
+            builders.append(builder)
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for delivery in pending:
-            await delivery
+        batches, self._open = self._open, {}
+        deliveries = [
+            await self.producer.send_batch(builder, topic, partition=partition)
+            for (topic, partition), builders in batches.items()
+            for builder in builders
+        ]
+        if deliveries:
+            await asyncio.gather(*deliveries)
+
+    async def _count(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            count = self._partitions[topic] = len(await self.producer.partitions_for(topic))
+        return count
+
+
+@lru_cache(maxsize=1 << 18)
+def partition_of(key: str | bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka)."""
+    raw = key.encode() if isinstance(key, str) else key
+    return int((murmur2(raw) & 0x7FFFFFFF) % partitions)
 
 
 class OutboxForwarder:

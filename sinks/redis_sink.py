@@ -248,8 +248,8 @@ class RedisSink:
         still owns the partitions and that the batch follows what was
         applied; else `FencedError`.  A batch already applied (a retry after
         a lost reply) is then recognised and changes nothing.  `decode`
-        False skips turning the script's reply into the result (the worker
-        does not use it; the outbox carries the changes).
+        False leaves the result empty: the script then sends no change lists
+        back (the worker does not use them; the outbox carries the changes).
 
         One script call per `max_subjects_per_call` subjects (one for any
         ordinary batch); each call is atomic and idempotent, so a crash
@@ -270,6 +270,8 @@ class RedisSink:
         result = SinkResult()
         for i, chunk in enumerate(chunks):
             batch: dict[str, Any] = {"s": chunk, "d": [], "o": [], **checks}
+            if not decode:
+                batch["q"] = 1
             if i == len(chunks) - 1:
                 batch.update(d=dlq, o=offs, st=states)
             reply = await self.retrying(partial(self._call, orjson.dumps(batch)))

@@ -28,14 +28,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import orjson
-from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from models.context import Context
-from models.contrib import Contribution, Subject
+from models.contrib import EMPTY, Contribution, Subject
 from models.engine import RegistryEntry
 from models.events import (
     INPUT_TOPICS,
@@ -54,10 +53,11 @@ from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection, parse_event
 from models.partners import normalise, partner_id
+from sinks.forwarder import partition_of
 from sinks.redis_sink import DeadLetter
 from streams import codec
 from streams.settings import Settings
-from streams.state import StateKeys, StateStore, StateWrite
+from streams.state import KINDS, StateKeys, StateStore, StateWrite
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,6 @@ EXPECTED: Final[dict[str, Any]] = {
     "opportunities": OPPORTUNITY_EVENTS,
 }
 """Event classes per input topic; any other input topic carries an `OtherEvent`."""
-
-
-@lru_cache(maxsize=1 << 18)
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka)."""
-    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
 
 
 class Message(NamedTuple):
@@ -150,9 +144,15 @@ class Processor:
         self.ctx = Context(settings.engine)
         self._registry: dict[str, RegistryEntry] = {}
         self._kind = {settings.topic(name): name for name in CONSUMED}
+        self._cache: StateCache = StateCache(settings.state_cache)
 
     async def start(self) -> None:
-        """Take in the registry entries recorded so far (on every assignment)."""
+        """Take in the registry entries recorded so far (on every assignment).
+
+        The state cache is dropped: partitions this worker gave up meanwhile
+        may have been processed by another worker.
+        """
+        self._cache.clear()
         for campaign, raw in (await self.store.registry()).items():
             self._apply_registry({"campaign": campaign, **orjson.loads(raw)})
 
@@ -167,9 +167,11 @@ class Processor:
             if item is not None:
                 items.append((message, item))
 
-        lead = Loaded(LeadState, codec.load_lead)
-        opportunity = Loaded(OpportunityState, codec.load_opportunity)
-        other: Loaded[dict[str, Subject]] = Loaded(lambda _: {}, _load_other)
+        cache = self._cache
+        lead = Loaded(LeadState, codec.load_lead, cache.kind("lead"))
+        opportunity = Loaded(OpportunityState, codec.load_opportunity, cache.kind("opportunity"))
+        other: Loaded[dict[str, Subject]] = Loaded(lambda _: {}, _load_other, cache.kind("other"))
+        loaders: dict[str, Loaded[Any]] = {"lead": lead, "opportunity": opportunity, "other": other}
         campaigns = {normalise(p.campaign) or "" for _, (w, p) in items if w == "campaign"}
         for _, (what, payload) in items:
             if what in ("lead", "subscribe"):
@@ -184,8 +186,7 @@ class Processor:
         for ids in registry_leads.values():
             lead.wanted.update(ids)
         states, registry = await self.store.load(
-            {"lead": lead.wanted, "opportunity": opportunity.wanted, "other": other.wanted},
-            campaigns,
+            {kind: loaded.missing() for kind, loaded in loaders.items()}, campaigns
         )
         lead.raw, opportunity.raw, other.raw = (
             states["lead"],
@@ -212,6 +213,9 @@ class Processor:
         self._settle_leads(lead.states, batch)
         self._settle_opportunities(opportunity.states, batch)
         self._settle_others(other.states, batch)
+        for loaded in loaders.values():
+            loaded.keep()
+        cache.trim()
         return batch
 
     # --- decoding ------------------------------------------------------------
@@ -299,9 +303,7 @@ class Processor:
     def _settle_leads(self, touched: dict[str, LeadState], batch: Batch) -> None:
         subjects = self.keys.subjects("lead")
         for lead_id, state in touched.items():
-            state.settle(self.ctx)
-            batch.contributions[f"lead:{lead_id}"] = state.contribution
-            batch.causes[f"lead:{lead_id}"] = state.cause
+            _publish(batch, f"lead:{lead_id}", state, state.contribute(self.ctx))
             # Only subscribers lacking the current version: what was sent is
             # recorded in the state, which is saved only after the sends were
             # acknowledged, so a crash in between sends them again.
@@ -361,9 +363,7 @@ class Processor:
     def _settle_opportunities(self, touched: dict[str, OpportunityState], batch: Batch) -> None:
         subjects = self.keys.subjects("opportunity")
         for opp_id, state in touched.items():
-            state.settle(self.ctx)
-            batch.contributions[f"opportunity:{opp_id}"] = state.contribution
-            batch.causes[f"opportunity:{opp_id}"] = state.cause
+            _publish(batch, f"opportunity:{opp_id}", state, state.contribute(self.ctx))
             for lead_id in sorted(state.contacts - state.leads.keys()):
                 command = orjson.dumps({"op": "subscribe", "lead": lead_id, "opportunity": opp_id})
                 batch.sends.append((LEAD_COMMANDS, lead_id, None, command))
@@ -393,25 +393,72 @@ class Processor:
             stored = {}
             for kind, subject in kinds.items():
                 if isinstance(subject, GroupState):
-                    subject.settle(self.ctx)
-                    name = f"{subject.family}:{key}"
-                    batch.contributions[name] = subject.contribution
-                    batch.causes[name] = subject.cause
+                    _publish(
+                        batch, f"{subject.family}:{key}", subject, subject.contribute(self.ctx)
+                    )
                     stored[kind] = codec.dump_group(subject).decode()
                 else:
-                    batch.contributions[f"{kind}:{key}"] = Contribution(subject.quality(), {})
+                    _publish(batch, f"{kind}:{key}", subject, Contribution(subject.quality(), {}))
                     stored[kind] = codec.dump_subject(subject).decode()
             batch.states.append(("h", subjects, key, orjson.dumps(stored).decode()))
+
+
+def _publish(batch: Batch, name: str, subject: Subject, new: Contribution) -> None:
+    """Hand `subject`'s new contribution to the sink, unless it is the one published.
+
+    The sink diffs against what it holds, so sending an unchanged contribution
+    changes nothing; skipping it saves encoding and script work.  Only a state
+    from the cache knows what was published: one read from Redis carries
+    `EMPTY` (contributions are not stored with the state), and its
+    contribution is always sent.
+    """
+    old, subject.contribution = subject.contribution, new
+    if old is not EMPTY and old == new:
+        return
+    batch.contributions[name] = new
+    batch.causes[name] = subject.cause
+
+
+class StateCache:
+    """Subject states kept between batches: no Redis read for a subject seen lately.
+
+    Sound because a worker owns its partitions exclusively (the sink fences
+    every batch by ownership), applies its batches in order, and exits on any
+    failed batch: while it runs, what it holds is what Redis holds.  It is
+    dropped on every assignment.  The least recently used subjects beyond
+    `size` are let go; they are read again when next touched.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kinds: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+
+    def kind(self, kind: str) -> dict[str, Any]:
+        return self._kinds[kind]
+
+    def clear(self) -> None:
+        for states in self._kinds.values():
+            states.clear()
+
+    def trim(self) -> None:
+        excess = sum(map(len, self._kinds.values())) - self.size
+        for states in self._kinds.values():
+            while excess > 0 and states:
+                del states[next(iter(states))]  # insertion order: least recently used first
+                excess -= 1
 
 
 S = TypeVar("S")
 
 
 class Loaded(Generic[S]):
-    """The subjects of one kind a batch touches: ids asked for, then states on first use."""
+    """The subjects of one kind a batch touches: ids asked for, then states on first use
+    (from the cache, else from what Redis returned, else new)."""
 
-    def __init__(self, new: Callable[[str], S], load: Callable[[bytes], S]) -> None:
-        self.new, self.load = new, load
+    def __init__(
+        self, new: Callable[[str], S], load: Callable[[bytes], S], cache: dict[str, S]
+    ) -> None:
+        self.new, self.load, self.cache = new, load, cache
         self.wanted: set[str] = set()
         self.raw: dict[str, bytes] = {}
         self.states: dict[str, S] = {}
@@ -419,12 +466,23 @@ class Loaded(Generic[S]):
     def want(self, key: str) -> None:
         self.wanted.add(key)
 
+    def missing(self) -> set[str]:
+        """The wanted ids that must be read from Redis."""
+        return self.wanted - self.cache.keys()
+
     def __call__(self, key: str) -> S:
         state = self.states.get(key)
         if state is None:
-            raw = self.raw.get(key)
-            state = self.states[key] = self.load(raw) if raw is not None else self.new(key)
+            state = self.cache.pop(key, None)
+            if state is None:
+                raw = self.raw.get(key)
+                state = self.load(raw) if raw is not None else self.new(key)
+            self.states[key] = state
         return state
+
+    def keep(self) -> None:
+        """Put the batch's states in the cache, as its most recently used."""
+        self.cache.update(self.states)
 
 
 def _load_other(raw: bytes) -> dict[str, Subject]:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         default=0.05, gt=0, description="Seconds a poll waits for messages before a batch"
     )
     max_message_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
+    state_cache: int = Field(
+        default=100_000,
+        ge=0,
+        description="Subjects whose state a worker keeps in memory between batches "
+        "(0: read every batch's state from Redis)",
+    )
     model: Literal["w-shaped", "full-path"] = "w-shaped"
     mapping: Literal["contact-role", "account"] = "contact-role"
     web_port: int = 6066

@@ -53,7 +53,6 @@ from streams.processing import (
     Batch,
     Message,
     Processor,
-    partition_of,
 )
 from streams.settings import Settings
 from streams.state import StateStore
@@ -84,7 +83,7 @@ class Worker:
         """Next offset per partition, after what this worker applied (to commit)."""
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._output: AiokafkaOutput | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop` is set; then finish the batch in hand and leave cleanly."""
@@ -92,7 +91,7 @@ class Worker:
         security = settings.aiokafka_security()
         await create_topics(self.bootstrap, all_topics(settings), security=security)
         timeout_ms = int(settings.session_timeout * 1000)
-        self._producer = producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, **security
         )
         self._consumer = consumer = AIOKafkaConsumer(
@@ -110,6 +109,7 @@ class Worker:
             **security,
         )
         await producer.start()
+        self._output = AiokafkaOutput(producer)
         consumer.subscribe([settings.topic(name) for name in CONSUMED], listener=_Rebalance(self))
         await consumer.start()
         forwarding = asyncio.create_task(self._forward_outbox(stop))
@@ -165,25 +165,24 @@ class Worker:
 
     async def _produce(self, batch: Batch) -> None:
         """Internal messages and dead letters, acknowledged before the sink call."""
-        producer = self._producer
-        assert producer is not None
-        topic, n = self.settings.topic, self.settings.partitions
-        futures = [
-            await producer.send(
-                topic(name),
-                value=value,
-                key=key.encode() if key else None,
-                # the same partition aiokafka's partitioner would pick, from our cache
-                partition=partition if key is None else partition_of(key, n),
+        output = self._output
+        assert output is not None
+        topic = self.settings.topic
+        for name, key, partition, value in batch.sends:
+            await output.send(
+                topic(name), key.encode() if key else None, value, partition=partition
             )
-            for name, key, partition, value in batch.sends
-        ]
-        futures += [
-            await producer.send(topic(DLQ), value=raw, headers=list(headers.items()))
-            for raw, headers in batch.dead_raw
-        ]
-        if futures:
-            await asyncio.gather(*futures)
+        for raw, headers in batch.dead_raw:
+            # a dead letter goes to its source's partition: no key to hash
+            source = int(headers["source_partition"])
+            await output.send(
+                topic(DLQ),
+                None,
+                raw,
+                partition=source % self.settings.partitions,
+                headers=list(headers.items()),
+            )
+        await output.flush()
 
     async def _commit(self, assigned: Iterable[TopicPartition]) -> None:
         """Commit applied positions to Kafka, for lag monitoring only (Redis is the
