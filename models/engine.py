@@ -80,13 +80,11 @@ class Engine:
             self._ingest_lead(event, position)
         elif isinstance(event, OpportunityCreated | OpportunityStage):
             self._ingest_opportunity(event, position)
-        elif isinstance(event, Campaign):
-            self._ingest_registry(event, position)
-            self._ingest_group(event, position)
-        else:
-            key = route(event)
-            self._other(key).admit(event.event_id, event.ts, position)
-            self._ingest_group(event, position)
+        elif self._other(route(event)).admit(event.event_id, event.ts, position):
+            # a topic's subject admits (deduplicates and counts), its group computes
+            if isinstance(event, Campaign):
+                self._ingest_registry(event)
+            self._ingest_group(event)
 
     def reject(self, rejection: Rejection) -> Deltas:
         """Count a dead letter (the caller publishes it)."""
@@ -162,12 +160,12 @@ class Engine:
             subject = self.others[key] = Subject(key[1])
         return subject
 
-    def _ingest_group(self, event: OtherEvent, position: int) -> None:
+    def _ingest_group(self, event: OtherEvent) -> None:
         key = group_key(event)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = GroupState(key[1], family=key[0])
-        if group.ingest(event, position):
+        if group.ingest(event):
             self._dirty_groups.add(key)
 
     def _ingest_lead(self, event: Touch | LeadCreated | Mql, position: int) -> None:
@@ -210,10 +208,8 @@ class Engine:
         for opp_id in self._account_opportunities.get(account, ()):
             self._subscribe(lead.key, opp_id)
 
-    def _ingest_registry(self, event: Campaign, position: int) -> None:
+    def _ingest_registry(self, event: Campaign) -> None:
         """The latest registry entry of a campaign decides its partner, retroactively."""
-        if not self._other(route(event)).admit(event.event_id, event.ts, position):
-            return
         campaign = normalise(event.campaign) or ""
         entry = RegistryEntry(event.ts, event.event_id, partner_id(event.partner))
         held = self.registry.get(campaign)

@@ -68,14 +68,18 @@ def group_key(event: OtherEvent) -> tuple[str, str]:
 
 @dataclass(slots=True)
 class GroupState(Subject):
-    """One group's events; its contribution is recomputed from all of them."""
+    """One group's events; its contribution is recomputed from all of them.
+
+    Events reach a group only once admitted by their topic's subject, which
+    deduplicates and counts them; so a group keeps no delivery positions.
+    """
 
     family: str = ""
     events: dict[str, OtherEvent] = field(default_factory=dict)
 
-    def ingest(self, event: OtherEvent, position: int) -> bool:
-        """Add one event; False when it was admitted before."""
-        if not self.admit(event.event_id, event.ts, position):
+    def ingest(self, event: OtherEvent) -> bool:
+        """Add one event; False when it is held already (the same id on another topic)."""
+        if event.event_id in self.events:
             return False
         self.events[event.event_id] = event
         return True

@@ -10,13 +10,14 @@
 --   {"s": [[subject, metrics, [[touch id, credit line JSON], ...]], ...],
 --    "d": [[source "topic|partition|offset", reason], ...],
 --    "o": [["topic|partition", offset], ...],
---    "st": [[op, key, field, value], ...],
+--    "st": [[op, key, field, value index], ...],
 --    "f": [owners key, token, [partition, ...]],
 --    "x": [["topic|partition", first offset, last offset], ...]}
 --   subject and scopes arrive percent-encoded (sinks/keys.py); `metrics` is the
 --   JSON text [[scope, metric, value], ...] stored as is ("" = no metrics).
 --   "st" (optional): subject state written with the batch; op "h" is
---   HSET key field value, "s" is SADD key field (streams/state.py).
+--   HSET key field ARGV[value index], "s" is SADD key field (streams/state.py).
+--   Values travel as arguments of their own: they may be binary (compressed).
 --   "f" (optional): the fence.  Every partition must be owned by `token` in
 --   the owners hash, else the script writes nothing and fails with FENCED: a
 --   worker that lost its partitions cannot write over their new owner.
@@ -28,6 +29,7 @@
 --   "q" (optional): quiet; the reply's two change lists are left empty (a
 --   worker reads the changes from the outbox, not from the reply).
 -- ARGV[3]  approximate MAXLEN of the changes stream
+-- ARGV[4…] state values, referred to by "st"
 --
 -- Metrics land in the hash <prefix>m:<scope>; a metric named "<metric>@<day>"
 -- is a point of a daily series and lands in the hash <prefix>d:<scope>:<metric>,
@@ -177,7 +179,7 @@ end
 
 for _, w in ipairs(batch.st or {}) do
   if w[1] == 'h' then
-    redis.call('HSET', w[2], w[3], w[4])
+    redis.call('HSET', w[2], w[3], ARGV[w[4]])
   elseif w[1] == 's' then
     redis.call('SADD', w[2], w[3])
   end

@@ -229,7 +229,7 @@ class RedisSink:
         offsets: Mapping[tuple[str, int], int],
         *,
         causes: Mapping[str, str] | None = None,
-        states: Sequence[tuple[str, str, str, str]] = (),
+        states: Sequence[tuple[str, str, str, bytes]] = (),
         fence: Fence | None = None,
         first: Mapping[tuple[str, int], int] | None = None,
         decode: bool = True,
@@ -272,16 +272,20 @@ class RedisSink:
             batch: dict[str, Any] = {"s": chunk, "d": [], "o": [], **checks}
             if not decode:
                 batch["q"] = 1
+            values: list[bytes] = []
             if i == len(chunks) - 1:
-                batch.update(d=dlq, o=offs, st=states)
-            reply = await self.retrying(partial(self._call, orjson.dumps(batch)))
+                # values are ARGV[4], ARGV[5], ...: binary-safe, outside the JSON
+                st = [[op, key, name, n + 4] for n, (op, key, name, _) in enumerate(states)]
+                batch.update(d=dlq, o=offs, st=st)
+                values = [value for *_, value in states]
+            reply = await self.retrying(partial(self._call, orjson.dumps(batch), values))
             if decode:
                 _collect(result, reply)
         return result
 
-    async def _call(self, payload: bytes) -> Any:
+    async def _call(self, payload: bytes, values: Sequence[bytes] = ()) -> Any:
         try:
-            return await self._script(args=[self.keys.prefix, payload, self.stream_maxlen])
+            return await self._script(args=[self.keys.prefix, payload, self.stream_maxlen, *values])
         except rexc.ResponseError as exc:
             if str(exc).startswith(("FENCED", "OFFSETS")):
                 raise FencedError(str(exc)) from exc

@@ -76,7 +76,7 @@ from streams.runtime import (
     stop_worker,
 )
 from streams.settings import Settings
-from streams.state import StateKeys
+from streams.state import StateKeys, pack
 
 Record = tuple[str, bytes | None, bytes]
 """(topic before prefix, key, value): one line of the file, routed as `send` routes it."""
@@ -527,6 +527,7 @@ def _pipeline(
 ) -> tuple[Figure, StateSize | None]:
     """Input events/s of `workers` workers over `records`, on fresh topics and keys."""
     with replay_run(base, partitions=partitions) as run:
+        run.delete_keys = True  # measured before the run ends; the next run starts clean
         settings = run.settings
         prefixed = [(settings.topic(t), k, v) for t, k, v in records]
         asyncio.run(_publish(run, prefixed))
@@ -702,6 +703,7 @@ def _latency(
 ) -> tuple[Figure, Figure]:
     """p50/p99 ms from `send()` to offset applied, at `config.rate` events/s."""
     with replay_run(base, partitions=config.partitions) as run:
+        run.delete_keys = True
         asyncio.run(_publish(run, []))
         run.start_worker()
         try:
@@ -810,10 +812,11 @@ def codec_size(leads: int, redis_url: str, chunk: int = 100_000) -> CodecSize:
         engine.run(parse_event(orjson.dumps(i)) for i in items if not isinstance(i, str))
         encoded = {k: codec.dump_lead(s) for k, s in engine.leads.items()}
         sizes += [len(v) for v in encoded.values()]
+        stored = {k: pack(v, Settings().state_compression) for k, v in encoded.items()}
         opportunity_bytes += sum(
             len(codec.dump_opportunity(s)) for s in engine.opportunities.values()
         )
-        redis_bytes += asyncio.run(_redis_bytes(redis_url, encoded))
+        redis_bytes += asyncio.run(_redis_bytes(redis_url, stored))
     sizes.sort()
     return CodecSize(
         len(sizes),

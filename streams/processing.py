@@ -273,7 +273,7 @@ class Processor:
     ) -> None:
         if lead(event.lead_id).ingest(event, message.position) and isinstance(event, Touch):
             campaign = normalise(event.campaign) or ""
-            batch.states.append(("s", self.keys.campaign(campaign), event.lead_id, ""))
+            batch.states.append(("s", self.keys.campaign(campaign), event.lead_id, b""))
 
     async def _registry_leads(self, items: Iterable[tuple[Message, Item]]) -> dict[str, set[str]]:
         """Per registry command's campaign: the leads on the command's partition that
@@ -317,7 +317,7 @@ class Processor:
                 for opp_id, _, _ in due:
                     message = orjson.dumps({**payload, "opportunity": opp_id}, default=list)
                     batch.sends.append((LEAD_SNAPSHOTS, opp_id, None, message))
-            batch.states.append(("h", subjects, lead_id, codec.dump_lead(state).decode()))
+            batch.states.append(("h", subjects, lead_id, self.store.encode(codec.dump_lead(state))))
 
     # --- registry ------------------------------------------------------------
 
@@ -367,7 +367,8 @@ class Processor:
             for lead_id in sorted(state.contacts - state.leads.keys()):
                 command = orjson.dumps({"op": "subscribe", "lead": lead_id, "opportunity": opp_id})
                 batch.sends.append((LEAD_COMMANDS, lead_id, None, command))
-            batch.states.append(("h", subjects, opp_id, codec.dump_opportunity(state).decode()))
+            value = self.store.encode(codec.dump_opportunity(state))
+            batch.states.append(("h", subjects, opp_id, value))
 
     # --- integration, account, campaign and partner topics -------------------
 
@@ -381,10 +382,11 @@ class Processor:
         admitted = subjects.setdefault(topic, Subject(key)).admit(
             item.event_id, item.ts, message.position
         )
-        family, _ = group_key(item)
-        group = subjects.setdefault(f"{GROUP}{family}", GroupState(key, family=family))
-        assert isinstance(group, GroupState)
-        group.ingest(item, message.position)
+        if admitted:
+            family, _ = group_key(item)
+            group = subjects.setdefault(f"{GROUP}{family}", GroupState(key, family=family))
+            assert isinstance(group, GroupState)
+            group.ingest(item)
         return admitted
 
     def _settle_others(self, touched: dict[str, dict[str, Subject]], batch: Batch) -> None:
@@ -400,7 +402,7 @@ class Processor:
                 else:
                     _publish(batch, f"{kind}:{key}", subject, Contribution(subject.quality(), {}))
                     stored[kind] = codec.dump_subject(subject).decode()
-            batch.states.append(("h", subjects, key, orjson.dumps(stored).decode()))
+            batch.states.append(("h", subjects, key, self.store.encode(orjson.dumps(stored))))
 
 
 def _publish(batch: Batch, name: str, subject: Subject, new: Contribution) -> None:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         default=0.05, gt=0, description="Seconds a poll waits for messages before a batch"
     )
     max_message_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
+    state_compression: bool = Field(
+        default=True,
+        description="Store subject state zlib-compressed in Redis (about half the memory)",
+    )
     state_cache: int = Field(
         default=100_000,
         ge=0,

@@ -19,6 +19,7 @@ and nothing applied twice.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, cast
 
@@ -27,8 +28,11 @@ from sinks.redis_sink import RedisSink
 
 KINDS: Final = ("lead", "opportunity", "other")
 
-StateWrite = tuple[str, str, str, str]
+StateWrite = tuple[str, str, str, bytes]
 """(op, key, field or member, value): ``h`` = HSET key field value, ``s`` = SADD key member."""
+
+ZLIB_HEADER: Final = b"x"
+"""The first byte of a zlib stream (deflate, default window); JSON state never starts so."""
 
 
 class StateKeys:
@@ -53,10 +57,15 @@ class StateStore:
     worker (back-pressure) instead of failing it.
     """
 
-    def __init__(self, sink: RedisSink) -> None:
+    def __init__(self, sink: RedisSink, compress: bool = True) -> None:
         self.sink = sink
         self.client = sink.client
         self.keys = StateKeys(sink.keys.prefix)
+        self.compress = compress
+
+    def encode(self, value: bytes) -> bytes:
+        """A state value as this store writes it (see `pack`)."""
+        return pack(value, self.compress)
 
     async def load(
         self, wanted: dict[str, set[str]], campaigns: Iterable[str] = ()
@@ -79,7 +88,7 @@ class StateStore:
         replies = await self.sink.retrying(read)
         states: dict[str, dict[str, bytes]] = {kind: {} for kind in KINDS}
         for (kind, ids), values in zip(asked, replies, strict=False):
-            states[kind] = {i: v for i, v in zip(ids, values, strict=True) if v is not None}
+            states[kind] = {i: unpack(v) for i, v in zip(ids, values, strict=True) if v is not None}
         registry = (
             {c: v for c, v in zip(names, replies[-1], strict=True) if v is not None}
             if names
@@ -122,6 +131,17 @@ class StateStore:
             await self.sink.retrying(
                 lambda: self.client.hset(self.keys.owners, mapping=cast(Any, mapping))
             )
+
+
+def pack(value: bytes, compress: bool) -> bytes:
+    """A state value as stored: zlib at level 1 when `compress` (JSON state shrinks
+    two to four times, for about 15 µs a value), else as is."""
+    return zlib.compress(value, 1) if compress else value
+
+
+def unpack(stored: bytes) -> bytes:
+    """Either stored form, so `PP_STATE_COMPRESSION` can change on a running deployment."""
+    return zlib.decompress(stored) if stored[:1] == ZLIB_HEADER else stored
 
 
 def _text(value: bytes | str) -> str:

@@ -76,7 +76,7 @@ class Worker:
         self.settings = settings
         self.bootstrap = bootstrap
         self.sink = sink
-        self.store = StateStore(sink)
+        self.store = StateStore(sink, compress=settings.state_compression)
         self.processor = Processor(settings, self.store)
         self.token = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.applied: dict[TopicPartition, int] = {}

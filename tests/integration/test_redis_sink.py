@@ -188,7 +188,7 @@ async def test_fenced_batches_write_nothing(sink: RedisSink) -> None:
     owners = sink.keys.prefix + "owners"
     await sink.client.hset(owners, mapping={"0": "worker-a"})
     one = {("leads", 0): 9}
-    state = [("h", sink.keys.prefix + "state:lead", "l-1", "v1")]
+    state = [("h", sink.keys.prefix + "state:lead", "l-1", b"v1")]
 
     async def apply(token: str, first: int, last: int, value: int = 1) -> SinkResult:
         return await sink.apply(

@@ -18,6 +18,7 @@ from streams.codec import (
     load_opportunity,
     load_subject,
 )
+from streams.state import pack, unpack
 from tests.unit.test_properties import configs, events, parsed
 
 
@@ -51,7 +52,7 @@ def test_restored_state_settles_to_the_same_contribution(
         restored_group = load_group(dump_group(group))
         restored_group.settle(engine.ctx)
         assert restored_group.contribution == group.contribution
-        assert (restored_group.family, restored_group.seen) == (group.family, group.seen)
+        assert (restored_group.family, restored_group.events) == (group.family, group.events)
 
 
 def test_lead_state_is_compact() -> None:
@@ -80,3 +81,30 @@ def test_lead_state_is_compact() -> None:
         )
     )
     assert len(dump_lead(engine.leads["lead-000001"])) < 700
+
+
+def test_stored_state_reads_back_compressed_or_not() -> None:
+    """The worker reads either form, so `PP_STATE_COMPRESSION` can change on a
+    running deployment; compressed JSON state is smaller."""
+    engine = Engine()
+    engine.run(
+        parsed(
+            [
+                {
+                    "type": "touch",
+                    "event_id": f"evt-{i:08d}",
+                    "lead_id": "lead-000001",
+                    "campaign": f"2026Q3_ptnr_slack_webinar_emea_topic-{i}",
+                    "action": "registered",
+                    "occurred_at": f"2026-03-{i + 1:02d}T10:00:00+00:00",
+                }
+                for i in range(8)
+            ]
+        )
+    )
+    value = dump_lead(engine.leads["lead-000001"])
+    compressed = pack(value, compress=True)
+    assert len(compressed) < len(value) * 0.7
+    assert unpack(compressed) == value
+    assert pack(value, compress=False) == value
+    assert unpack(value) == value
