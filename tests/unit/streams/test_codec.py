@@ -55,31 +55,30 @@ def test_restored_state_settles_to_the_same_contribution(
         assert (restored_group.family, restored_group.events) == (group.family, group.events)
 
 
+def _touches(n: int, campaign: str) -> list[dict[str, Any]]:
+    """`n` registrations of one lead, a day apart (`campaign` may use `{i}`)."""
+    return [
+        {
+            "type": "touch",
+            "event_id": f"evt-{i:08d}",
+            "lead_id": "lead-000001",
+            "campaign": campaign.format(i=i),
+            "action": "registered",
+            "occurred_at": f"2026-03-{i + 1:02d}T10:00:00+00:00",
+        }
+        for i in range(n)
+    ]
+
+
 def test_lead_state_is_compact() -> None:
     engine = Engine()
-    engine.run(
-        parsed(
-            [
-                {
-                    "type": "touch",
-                    "event_id": f"evt-{i:08d}",
-                    "lead_id": "lead-000001",
-                    "campaign": "2026Q3_ptnr_slack_webinar_emea_ai-support",
-                    "action": "registered",
-                    "occurred_at": f"2026-03-{i + 1:02d}T10:00:00+00:00",
-                }
-                for i in range(4)
-            ]
-            + [
-                {
-                    "type": "lead_created",
-                    "event_id": "evt-c",
-                    "lead_id": "lead-000001",
-                    "occurred_at": "2026-03-09T10:00:00+00:00",
-                }
-            ]
-        )
-    )
+    created = {
+        "type": "lead_created",
+        "event_id": "evt-c",
+        "lead_id": "lead-000001",
+        "occurred_at": "2026-03-09T10:00:00+00:00",
+    }
+    engine.run(parsed([*_touches(4, "2026Q3_ptnr_slack_webinar_emea_ai-support"), created]))
     assert len(dump_lead(engine.leads["lead-000001"])) < 700
 
 
@@ -87,21 +86,7 @@ def test_stored_state_reads_back_compressed_or_not() -> None:
     """The worker reads either form, so `PP_STATE_COMPRESSION` can change on a
     running deployment; compressed JSON state is smaller."""
     engine = Engine()
-    engine.run(
-        parsed(
-            [
-                {
-                    "type": "touch",
-                    "event_id": f"evt-{i:08d}",
-                    "lead_id": "lead-000001",
-                    "campaign": f"2026Q3_ptnr_slack_webinar_emea_topic-{i}",
-                    "action": "registered",
-                    "occurred_at": f"2026-03-{i + 1:02d}T10:00:00+00:00",
-                }
-                for i in range(8)
-            ]
-        )
-    )
+    engine.run(parsed(_touches(8, "2026Q3_ptnr_slack_webinar_emea_topic-{i}")))
     value = dump_lead(engine.leads["lead-000001"])
     compressed = pack(value, compress=True)
     assert len(compressed) < len(value) * 0.7
