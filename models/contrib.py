@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from models.attribution import Shares, Touchpoint
+
+if TYPE_CHECKING:
+    from models.context import Context
 
 MetricKey = tuple[str, str]
 """(scope, metric), e.g. `("partner:slack", "nb.cw.attributed_arr")`."""
@@ -64,11 +68,7 @@ class Deltas:
     credits: list[CreditDelta] = field(default_factory=list)
 
     def bump(self, key: MetricKey, amount: int = 1) -> None:
-        value = self.metrics.get(key, 0) + amount
-        if value:
-            self.metrics[key] = value
-        else:
-            self.metrics.pop(key, None)
+        merge(self.metrics, {key: amount})
 
     def extend(self, other: Deltas) -> None:
         merge(self.metrics, other.metrics)
@@ -191,6 +191,11 @@ class Subject:
         count_scopes(metrics, ("all",), "dq.duplicates_ignored", len(self.repeats))
         count_scopes(metrics, ("all",), "dq.late_events", self.late)
         return metrics
+
+    def contribute(self, ctx: Context) -> Contribution:
+        """The subject's current contribution (not published): here its data-quality
+        counters; leads, opportunities and groups add their metrics and credits."""
+        return Contribution(self.quality(), {})
 
     def publish(self, subject: str, new: Contribution) -> Deltas:
         """Replace the contribution and return the deltas to get there."""

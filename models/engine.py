@@ -19,7 +19,7 @@ from fractions import Fraction
 
 from models.config import EngineConfig
 from models.context import Context
-from models.contrib import Contribution, Deltas, MetricKey, Subject, merge
+from models.contrib import Deltas, MetricKey, Subject, merge
 from models.events import (
     Campaign,
     Event,
@@ -111,7 +111,7 @@ class Engine:
                 out.extend(self.opportunities[opp_id].settle(self.ctx))
         for topic, key in sorted(self._dirty_others):
             subject = self.others[(topic, key)]
-            out.extend(subject.publish(f"{topic}:{key}", Contribution(subject.quality(), {})))
+            out.extend(subject.publish(f"{topic}:{key}", subject.contribute(self.ctx)))
         self._dirty_others.clear()
         for family_key in sorted(self._dirty_groups):
             out.extend(self.groups[family_key].settle(self.ctx))

@@ -395,13 +395,11 @@ class Processor:
             stored = {}
             for kind, subject in kinds.items():
                 if isinstance(subject, GroupState):
-                    _publish(
-                        batch, f"{subject.family}:{key}", subject, subject.contribute(self.ctx)
-                    )
-                    stored[kind] = codec.dump_group(subject).decode()
+                    name, value = f"{subject.family}:{key}", codec.dump_group(subject)
                 else:
-                    _publish(batch, f"{kind}:{key}", subject, Contribution(subject.quality(), {}))
-                    stored[kind] = codec.dump_subject(subject).decode()
+                    name, value = f"{kind}:{key}", codec.dump_subject(subject)
+                _publish(batch, name, subject, subject.contribute(self.ctx))
+                stored[kind] = value.decode()
             batch.states.append(("h", subjects, key, self.store.encode(orjson.dumps(stored))))
 
 

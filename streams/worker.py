@@ -172,14 +172,13 @@ class Worker:
             await output.send(
                 topic(name), key.encode() if key else None, value, partition=partition
             )
-        for raw, headers in batch.dead_raw:
-            # a dead letter goes to its source's partition: no key to hash
-            source = int(headers["source_partition"])
+        for dead, (raw, headers) in zip(batch.dead, batch.dead_raw, strict=True):
+            # a dead letter goes to its source's partition number: no key to hash
             await output.send(
                 topic(DLQ),
                 None,
                 raw,
-                partition=source % self.settings.partitions,
+                partition=dead.partition % self.settings.partitions,
                 headers=list(headers.items()),
             )
         await output.flush()
