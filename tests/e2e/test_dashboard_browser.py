@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -29,10 +28,10 @@ from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
 from streams.web import serve
 from tests.integration.engine_batches import Run, engine_run
+from tests.local_redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 NBEX = {
     f"{business}.{name}"
     for business in ("nb", "ex")
@@ -59,16 +58,6 @@ def chromium() -> str | None:
 @cache
 def stream() -> Run:
     return engine_run(SyntheticConfig(seed=21, leads=300, invalid=0.01, duplicates=0.02), 400)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RedisSink]:
-    s = RedisSink.from_url(REDIS_URL, prefix=f"pptest-{secrets.token_hex(6)}:", max_wait=10)
-    try:
-        yield s
-    finally:
-        await s.delete_all()
-        await s.close()
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ Each test uses its own random key prefix and deletes its keys afterwards.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import AsyncIterator
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -30,7 +28,6 @@ from tests.integration.kafka_topics import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 BATCH = 100
 
 
@@ -50,18 +47,6 @@ async def apply_all(sink: RedisSink) -> int:
         result = await sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
         entries += len(result.outbox_ids)
     return entries
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RedisSink]:
-    s = RedisSink.from_url(REDIS_URL, prefix=f"pptest-fwd-{secrets.token_hex(6)}:", max_wait=10)
-    try:
-        yield s
-    finally:
-        keys = [k async for k in s.client.scan_iter(match=s.keys.all_pattern(), count=1000)]
-        if keys:
-            await s.client.delete(*keys)
-        await s.close()
 
 
 class Recorder:

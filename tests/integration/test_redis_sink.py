@@ -12,7 +12,6 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -36,10 +35,10 @@ from sinks.redis_sink import (
 from tests.integration.engine_batches import TOPIC, Batch, Run
 from tests.integration.engine_batches import engine_run as run_engine
 from tests.integration.redis_servers import free_port, start_redis
+from tests.local_redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 BATCH = 200
 
 
@@ -53,22 +52,6 @@ def engine_run() -> Run:
 
 async def send(sink: RedisSink, batch: Batch) -> SinkResult:
     return await sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
-
-
-async def drop_keys(sink: RedisSink) -> None:
-    keys = [k async for k in sink.client.scan_iter(match=sink.keys.all_pattern(), count=1000)]
-    for i in range(0, len(keys), 1000):
-        await sink.client.delete(*keys[i : i + 1000])
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RedisSink]:
-    s = RedisSink.from_url(REDIS_URL, prefix=f"pptest-{secrets.token_hex(6)}:", max_wait=10)
-    try:
-        yield s
-    finally:
-        await drop_keys(s)
-        await s.close()
 
 
 def assert_matches(metrics: dict[MetricKey, int], totals: dict[MetricKey, int]) -> None:
@@ -319,7 +302,7 @@ async def test_hostile_names_round_trip() -> None:
         assert await sink.read_metrics() == {}
         assert await sink.read_credits() == {}
     finally:
-        await drop_keys(sink)
+        await sink.delete_all()
         await sink.close()
 
 

@@ -7,7 +7,6 @@ replies, or keys written here by hand, never from the web code.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,10 +22,9 @@ from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
 from streams.web import serve
 from tests.integration.engine_batches import Batch, Run, engine_run
+from tests.local_redis import scratch_sink
 
 pytestmark = pytest.mark.integration
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @cache
@@ -51,16 +49,12 @@ class Served:
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    sink = RedisSink.from_url(REDIS_URL, prefix=f"pptest-{secrets.token_hex(6)}:", max_wait=10)
-    try:
-        async with (
-            serve(sink.client, sink.keys.prefix, port=0) as url,
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        ):
-            yield Served(sink, url, http)
-    finally:
-        await sink.delete_all()
-        await sink.close()
+    async with (
+        scratch_sink() as sink,
+        serve(sink.client, sink.keys.prefix, port=0) as url,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+    ):
+        yield Served(sink, url, http)
 
 
 async def test_metrics_scopes_dq_and_credits_equal_the_engine(served: Served) -> None:
