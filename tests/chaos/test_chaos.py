@@ -72,7 +72,9 @@ def check(run: ReplayRun, events: Path, bad: int, model: str = "w-shaped") -> No
 def test_sigkill_at_random_points_ten_times(tmp_path: Path) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
-        SyntheticConfig(seed=31, leads=5600, duplicates=0.03, shuffle=0.5, invalid=0.005),
+        # long enough that ten kills (about 5 s of sleeps between them) land before
+        # the end: 5,600 leads were all applied by the tenth kill once the worker got faster
+        SyntheticConfig(seed=31, leads=14_000, duplicates=0.03, shuffle=0.5, invalid=0.005),
     )
     total = sum(1 for line in events.open() if line.strip())
     assert total >= 50_000
