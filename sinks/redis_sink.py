@@ -40,6 +40,7 @@ __all__ = [
     "Fence",
     "FencedError",
     "MetricUpdate",
+    "Prepared",
     "RedisSink",
     "SinkResult",
     "SinkUnavailableError",
@@ -96,6 +97,15 @@ class SinkResult:
     outbox_ids: list[str] = field(default_factory=list)
     """Entries added to the outbox (one per script call that changed a metric or credit)."""
     calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One batch's script calls, encoded (`RedisSink.prepare`)."""
+
+    calls: list[tuple[bytes, list[bytes]]]
+    """(JSON argument, binary state values) per script call."""
+    decode: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +265,32 @@ class RedisSink:
         ordinary batch); each call is atomic and idempotent, so a crash
         between calls is repaired by re-sending the batch.
         """
+        prepared = self.prepare(
+            contributions,
+            dead_letters,
+            offsets,
+            causes=causes,
+            states=states,
+            fence=fence,
+            first=first,
+            decode=decode,
+        )
+        return await self.execute(prepared)
+
+    def prepare(
+        self,
+        contributions: Mapping[str, Contribution],
+        dead_letters: Sequence[DeadLetter],
+        offsets: Mapping[tuple[str, int], int],
+        *,
+        causes: Mapping[str, str] | None = None,
+        states: Sequence[tuple[str, str, str, bytes]] = (),
+        fence: Fence | None = None,
+        first: Mapping[tuple[str, int], int] | None = None,
+        decode: bool = True,
+    ) -> Prepared:
+        """`apply`'s script calls, encoded now: the caller may change its objects
+        while `execute` is still under way (the worker processes the next batch)."""
         subjects = sorted(contributions)
         causes = causes or {}
         encoded = [_encode_subject(s, contributions[s], causes.get(s, "")) for s in subjects]
@@ -267,7 +303,7 @@ class RedisSink:
             checks["x"] = [[_tp(tp), _exact(off), offsets[tp]] for tp, off in first.items()]
         step = self.max_subjects_per_call
         chunks = [encoded[i : i + step] for i in range(0, len(encoded), step)] or [[]]
-        result = SinkResult()
+        calls: list[tuple[bytes, list[bytes]]] = []
         for i, chunk in enumerate(chunks):
             batch: dict[str, Any] = {"s": chunk, "d": [], "o": [], **checks}
             if not decode:
@@ -278,8 +314,15 @@ class RedisSink:
                 st = [[op, key, name, n + 4] for n, (op, key, name, _) in enumerate(states)]
                 batch.update(d=dlq, o=offs, st=st)
                 values = [value for *_, value in states]
-            reply = await self.retrying(partial(self._call, orjson.dumps(batch), values))
-            if decode:
+            calls.append((orjson.dumps(batch), values))
+        return Prepared(calls, decode)
+
+    async def execute(self, prepared: Prepared) -> SinkResult:
+        """Run `prepare`'s script calls in order, each retried until it succeeds."""
+        result = SinkResult()
+        for payload, values in prepared.calls:
+            reply = await self.retrying(partial(self._call, payload, values))
+            if prepared.decode:
                 _collect(result, reply)
         return result
 

@@ -19,6 +19,7 @@ and nothing applied twice.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, cast
@@ -55,6 +56,8 @@ class StateStore:
 
     Every read is retried like the sink's calls: a Redis outage stalls the
     worker (back-pressure) instead of failing it.
+
+    A read never overtakes a write in flight (`writing`) of a key it reads.
     """
 
     def __init__(self, sink: RedisSink, compress: bool = True) -> None:
@@ -62,6 +65,22 @@ class StateStore:
         self.client = sink.client
         self.keys = StateKeys(sink.keys.prefix)
         self.compress = compress
+        self._writing: tuple[frozenset[tuple[str, str]], asyncio.Future[Any]] | None = None
+
+    def writing(self, states: Sequence[StateWrite], landed: asyncio.Future[Any]) -> None:
+        """`states` are being written until `landed` is done: reads of their keys
+        wait for it.  (The worker applies one batch while it processes the next.)"""
+        written = frozenset((key, name if op == "h" else "") for op, key, name, _ in states)
+        self._writing = written, landed
+
+    async def _landed(self, read: Iterable[tuple[str, str]]) -> None:
+        """Wait for the write in flight if it writes any of `read` ((key, field), or
+        (key, "") for a whole set)."""
+        if self._writing is None:
+            return
+        written, landed = self._writing
+        if not landed.done() and not written.isdisjoint(read):
+            await asyncio.wait([landed])
 
     def encode(self, value: bytes) -> bytes:
         """A state value as this store writes it (see `pack`)."""
@@ -76,6 +95,7 @@ class StateStore:
         """
         asked = [(kind, sorted(ids)) for kind, ids in wanted.items() if ids]
         names = sorted(set(campaigns))
+        await self._landed((self.keys.subjects(kind), i) for kind, ids in asked for i in ids)
 
         async def read() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -98,6 +118,7 @@ class StateStore:
 
     async def campaign_leads(self, campaigns: Sequence[str]) -> dict[str, set[str]]:
         """Lead ids that ever touched each campaign (for re-settling on a registry change)."""
+        await self._landed((self.keys.campaign(c), "") for c in campaigns)
 
         async def read() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:

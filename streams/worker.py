@@ -12,6 +12,9 @@ one worker).  Each poll is one batch, processed by `Processor`
    acknowledgements;
 4. one atomic Lua call: contributions, new states, dead-letter counts and
    the batch's offsets, fenced by partition ownership and offset continuity.
+   It runs while the next batch goes through steps 1-3; the next call
+   starts only after it has landed, and a read of state it is writing
+   waits for it.
 
 Redis therefore holds, at every instant, the state and the metrics of exactly
 the offsets it records as applied.  On assignment a worker claims its
@@ -30,6 +33,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
+from typing import NoReturn
 
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
@@ -42,7 +46,7 @@ from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untype
 )
 
 from sinks.forwarder import AiokafkaOutput, OutboxForwarder
-from sinks.redis_sink import Fence, FencedError, RedisSink
+from sinks.redis_sink import Fence, FencedError, Prepared, RedisSink
 from streams.embedded import create_topics
 from streams.processing import (
     CONSUMED,
@@ -84,6 +88,7 @@ class Worker:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._output: AiokafkaOutput | None = None
+        self._applying: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop` is set; then finish the batch in hand and leave cleanly."""
@@ -128,13 +133,21 @@ class Worker:
                     last_commit = time.monotonic()
         finally:
             stop.set()
+            await self._drain()
             await self._commit(consumer.assignment())
             await consumer.stop()
             await forwarding
             await producer.stop()
 
     async def _handle(self, records: dict[TopicPartition, list[object]]) -> None:
-        """One batch: process, produce, apply.  A failure stops the worker unapplied."""
+        """One batch: process, produce, then apply it while the next is processed.
+
+        Applying overlaps the next batch's processing (Redis runs the script
+        on its own core); it starts only after the previous batch's apply has
+        landed, so batches still land in order, one at a time, and at most one
+        batch is ahead of Redis (back-pressure).  A failure stops the worker
+        unapplied.
+        """
         messages = [
             Message(tp.topic, tp.partition, r.offset, r.value or b"")  # type: ignore[attr-defined]
             for tp, batch in records.items()
@@ -145,7 +158,7 @@ class Worker:
             await self.store.record_registry(batch.registry)
             await self._produce(batch)
             fence = Fence(self.store.keys.owners, self.token, frozenset(p for _, p in batch.last))
-            await self.sink.apply(
+            prepared = self.sink.prepare(
                 batch.contributions,
                 batch.dead,
                 batch.last,
@@ -155,13 +168,29 @@ class Worker:
                 first=batch.first,
                 decode=False,
             )
+        except Exception as exc:
+            log.exception("batch failed")
+            _restart(f"batch failed: {exc!r}")
+        await self._drain()
+        self._applying = asyncio.create_task(self._apply(prepared, batch.last))
+        self.store.writing(batch.states, self._applying)
+
+    async def _apply(self, prepared: Prepared, last: dict[tuple[str, int], int]) -> None:
+        try:
+            await self.sink.execute(prepared)
         except FencedError as exc:
             _restart(f"the sink refused the batch ({exc})")
         except Exception as exc:
             log.exception("batch failed")
             _restart(f"batch failed: {exc!r}")
-        for (topic, partition), offset in batch.last.items():
+        for (topic, partition), offset in last.items():
             self.applied[TopicPartition(topic, partition)] = offset + 1
+
+    async def _drain(self) -> None:
+        """Wait until the batch being applied has landed."""
+        if self._applying is not None:
+            await self._applying
+            self._applying = None
 
     async def _produce(self, batch: Batch) -> None:
         """Internal messages and dead letters, acknowledged before the sink call."""
@@ -200,6 +229,7 @@ class Worker:
         """Own the partitions in Redis, then resume each after its applied offset."""
         consumer = self._consumer
         assert consumer is not None
+        await self._drain()
         await self.store.claim({tp.partition for tp in assigned}, self.token)
         # Registry broadcasts the previous owners consumed are not delivered
         # again; their entries were recorded before they were sent.
@@ -219,6 +249,7 @@ class Worker:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Let the batch in hand finish, then record its positions."""
         async with self._lock:
+            await self._drain()
             await self._commit(revoked)
             for tp in revoked:
                 self.applied.pop(tp, None)
@@ -261,7 +292,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.on_assigned(assigned)
 
 
-def _restart(reason: str) -> None:
+def _restart(reason: str) -> NoReturn:
     """Stop now, unapplied: the replacement resumes from what Redis recorded."""
     log.critical("%s; exiting for a restart", reason)
     os._exit(RESTART_EXIT_CODE)

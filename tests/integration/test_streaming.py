@@ -75,6 +75,21 @@ def test_worker_stopped_mid_stream_and_restarted(
     assert_same(replayed, recompute(events, "full-path"))
 
 
+def test_replay_equals_recompute_without_the_state_cache(tmp_path: Path) -> None:
+    """Every batch reads its subjects from Redis, small batches: the reads of one
+    batch meet the previous batch's write still in flight."""
+    events = write_events(
+        tmp_path / "events.jsonl",
+        SyntheticConfig(seed=25, leads=500, duplicates=0.02, shuffle=0.3, invalid=0.005),
+    )
+    settings = SETTINGS.model_copy(update={"state_cache": 0, "batch_size": 100})
+    with replay_run(settings, partitions=2) as run:
+        run.send(events)
+        run.start_worker()
+        replayed = collected(run)
+    assert_same(replayed, recompute(events))
+
+
 def wait_for_progress(run: ReplayRun, applied: int) -> None:
     deadline = time.monotonic() + 120
     while sum(n + 1 for n in run.applied().values()) < applied:
