@@ -15,6 +15,10 @@
 --    "x": [["topic|partition", first offset, last offset], ...]}
 --   subject and scopes arrive percent-encoded (sinks/keys.py); `metrics` is the
 --   JSON text [[scope, metric, value], ...] stored as is ("" = no metrics).
+--   A subject may carry two more items, [..., base digest, [[scope, metric,
+--   delta], ...]]: when the metrics Redis holds for it have that SHA-1, the
+--   deltas are what changed and are applied as they are (no diff); otherwise
+--   the script diffs as usual.
 --   "st" (optional): subject state written with the batch; op "h" is
 --   HSET key field ARGV[value index], "s" is SADD key field (streams/state.py).
 --   Values travel as arguments of their own: they may be binary (compressed).
@@ -121,18 +125,24 @@ for _, s in ipairs(batch.s) do
   local contrib_key = prefix .. 'contrib:' .. subject
   local credit_key = prefix .. 'credit:' .. subject
 
-  local old_json = redis.call('GET', contrib_key)
-  local old_list, old_map = decode_metrics(old_json)
-  local new_list, new_map = decode_metrics(metrics_json)
-  for _, m in ipairs(new_list) do
-    local field = m[1] .. ' ' .. m[2]
-    bump(field, m[3] - (old_map[field] or 0))
+  local old_json = redis.call('GET', contrib_key) or ''
+  if old_json == metrics_json then
+    -- unchanged (or this call is a retry that already landed): nothing to apply
+  elseif s[5] and redis.sha1hex(old_json) == s[5] then
+    for _, d in ipairs(s[6]) do bump(d[1] .. ' ' .. d[2], d[3]) end
+  else
+    local old_list, old_map = decode_metrics(old_json)
+    local new_list, new_map = decode_metrics(metrics_json)
+    for _, m in ipairs(new_list) do
+      local field = m[1] .. ' ' .. m[2]
+      bump(field, m[3] - (old_map[field] or 0))
+    end
+    for _, m in ipairs(old_list) do
+      local field = m[1] .. ' ' .. m[2]
+      if new_map[field] == nil then bump(field, -m[3]) end
+    end
   end
-  for _, m in ipairs(old_list) do
-    local field = m[1] .. ' ' .. m[2]
-    if new_map[field] == nil then bump(field, -m[3]) end
-  end
-  if (old_json or '') ~= metrics_json then
+  if old_json ~= metrics_json then
     writes[#writes + 1] = {'contrib', contrib_key, metrics_json}
   end
 

@@ -16,6 +16,7 @@ primary with replicas / Sentinel, is supported.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -288,12 +289,22 @@ class RedisSink:
         fence: Fence | None = None,
         first: Mapping[tuple[str, int], int] | None = None,
         decode: bool = True,
+        bases: Mapping[str, Contribution] | None = None,
     ) -> Prepared:
         """`apply`'s script calls, encoded now: the caller may change its objects
-        while `execute` is still under way (the worker processes the next batch)."""
+        while `execute` is still under way (the worker processes the next batch).
+
+        `bases` (subject -> the contribution the caller believes Redis holds for
+        it) lets the script apply metric deltas instead of diffing the whole
+        contribution; it checks the belief (a digest) and diffs when it is wrong,
+        so a wrong base costs time, never correctness.
+        """
         subjects = sorted(contributions)
         causes = causes or {}
-        encoded = [_encode_subject(s, contributions[s], causes.get(s, "")) for s in subjects]
+        bases = bases or {}
+        encoded = [
+            _encode_subject(s, contributions[s], causes.get(s, ""), bases.get(s)) for s in subjects
+        ]
         dlq = [[d.source, d.reason] for d in dead_letters]
         offs = [[_tp(tp), _exact(off)] for tp, off in offsets.items()]
         checks: dict[str, Any] = {}
@@ -454,15 +465,37 @@ def _exact(value: int) -> int:
     return value
 
 
-def _encode_subject(subject: str, contribution: Contribution, cause: str) -> list[Any]:
-    """[subject key part, metrics JSON text, [[touch id, line JSON text], ...], cause]."""
+def _encode_subject(
+    subject: str, contribution: Contribution, cause: str, base: Contribution | None = None
+) -> list[Any]:
+    """[subject key part, metrics JSON text, [[touch id, line JSON text], ...], cause]
+    and, given the `base` contribution Redis holds for it, [base's metrics digest,
+    [[scope, metric, delta], ...]]: the script applies those deltas instead of
+    diffing when what it holds has that digest."""
+    metrics = _metrics_json(contribution)
+    lines = [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
+    entry: list[Any] = [escape_named(subject), metrics, lines, cause]
+    if base is not None:
+        held = base.metrics
+        deltas = {k: v - held.get(k, 0) for k, v in contribution.metrics.items()}
+        deltas.update({k: -v for k, v in held.items() if k not in contribution.metrics})
+        changed = sorted(
+            (escape_named(scope), metric, _exact(delta))
+            for (scope, metric), delta in deltas.items()
+            if delta
+        )
+        entry += [hashlib.sha1(_metrics_json(base).encode()).hexdigest(), changed]  # noqa: S324
+    return entry
+
+
+def _metrics_json(contribution: Contribution) -> str:
+    """The metrics as the script stores them (``pp:contrib:<subject>``); "" for none."""
     metrics = sorted(
         (escape_named(scope), metric, _exact(value))
         for (scope, metric), value in contribution.metrics.items()
         if value
     )
-    lines = [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
-    return [escape_named(subject), orjson.dumps(metrics).decode() if metrics else "", lines, cause]
+    return orjson.dumps(metrics).decode() if metrics else ""
 
 
 def _line_json(line: CreditLine) -> str:

@@ -103,6 +103,9 @@ class Batch:
 
     contributions: dict[str, Contribution] = field(default_factory=dict)
     causes: dict[str, str] = field(default_factory=dict)
+    bases: dict[str, Contribution] = field(default_factory=dict)
+    """Subject -> the contribution it last published (known for cached subjects):
+    the sink then sends metric deltas instead of having the script diff."""
     states: list[StateWrite] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     dead_raw: list[tuple[bytes, dict[str, bytes]]] = field(default_factory=list)
@@ -410,11 +413,14 @@ def _publish(batch: Batch, name: str, subject: Subject, new: Contribution) -> No
     changes nothing; skipping it saves encoding and script work.  Only a state
     from the cache knows what was published: one read from Redis carries
     `EMPTY` (contributions are not stored with the state), and its
-    contribution is always sent.
+    contribution is always sent.  What a cached subject published is the
+    sink's base for sending metric deltas (`RedisSink.prepare`).
     """
     old, subject.contribution = subject.contribution, new
-    if old is not EMPTY and old == new:
-        return
+    if old is not EMPTY:
+        if old == new:
+            return
+        batch.bases[name] = old
     batch.contributions[name] = new
     batch.causes[name] = subject.cause
 

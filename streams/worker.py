@@ -163,6 +163,7 @@ class Worker:
                 batch.dead,
                 batch.last,
                 causes=batch.causes,
+                bases=batch.bases,
                 states=batch.states,
                 fence=fence,
                 first=batch.first,
