@@ -175,6 +175,7 @@ class Worker:
         await self._drain()
         self._applying = asyncio.create_task(self._apply(prepared, batch.last))
         self.store.writing(batch.states, self._applying)
+        await asyncio.sleep(0)  # the call goes out now, not after the next batch's decoding
 
     async def _apply(self, prepared: Prepared, last: dict[tuple[str, int], int]) -> None:
         try:
