@@ -233,7 +233,11 @@ class RedisSink:
 
     # --- writing ------------------------------------------------------------
 
-    async def apply(
+    async def apply(self, *args: Any, **options: Any) -> SinkResult:
+        """`prepare(*args, **options)`, then `execute` it: one batch, start to end."""
+        return await self.execute(self.prepare(*args, **options))
+
+    def prepare(
         self,
         contributions: Mapping[str, Contribution],
         dead_letters: Sequence[DeadLetter],
@@ -244,9 +248,12 @@ class RedisSink:
         fence: Fence | None = None,
         first: Mapping[tuple[str, int], int] | None = None,
         decode: bool = True,
-    ) -> SinkResult:
-        """Publish the absolute contributions of `contributions`' subjects.
+        bases: Mapping[str, Contribution] | None = None,
+    ) -> Prepared:
+        """Encode one batch's script calls (`execute` runs them).
 
+        The contributions of `contributions`' subjects are absolute: the
+        script publishes their difference to what Redis holds.
         `dead_letters` are counted once per source offset; `offsets` (topic,
         partition) -> offset raise ``pp:offsets`` to at least that value, and
         `states` (streams/state.py) are written, in the last script call of
@@ -264,35 +271,9 @@ class RedisSink:
 
         One script call per `max_subjects_per_call` subjects (one for any
         ordinary batch); each call is atomic and idempotent, so a crash
-        between calls is repaired by re-sending the batch.
-        """
-        prepared = self.prepare(
-            contributions,
-            dead_letters,
-            offsets,
-            causes=causes,
-            states=states,
-            fence=fence,
-            first=first,
-            decode=decode,
-        )
-        return await self.execute(prepared)
-
-    def prepare(
-        self,
-        contributions: Mapping[str, Contribution],
-        dead_letters: Sequence[DeadLetter],
-        offsets: Mapping[tuple[str, int], int],
-        *,
-        causes: Mapping[str, str] | None = None,
-        states: Sequence[tuple[str, str, str, bytes]] = (),
-        fence: Fence | None = None,
-        first: Mapping[tuple[str, int], int] | None = None,
-        decode: bool = True,
-        bases: Mapping[str, Contribution] | None = None,
-    ) -> Prepared:
-        """`apply`'s script calls, encoded now: the caller may change its objects
-        while `execute` is still under way (the worker processes the next batch).
+        between calls is repaired by re-sending the batch.  Everything is
+        encoded here, so the caller may change its objects while `execute`
+        is under way (the worker processes the next batch meanwhile).
 
         `bases` (subject -> the contribution the caller believes Redis holds for
         it) lets the script apply metric deltas instead of diffing the whole
