@@ -33,7 +33,15 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from models.contrib import EMPTY, Contribution, CreditDelta, CreditLine, MetricKey, diff
+from models.contrib import (
+    EMPTY,
+    Contribution,
+    CreditDelta,
+    CreditLine,
+    MetricKey,
+    diff,
+    merge,
+)
 from sinks.keys import DEFAULT_PREFIX, Keys, escape_named, unescape_named
 
 __all__ = [
@@ -457,26 +465,27 @@ def _encode_subject(
     lines = [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
     entry: list[Any] = [escape_named(subject), metrics, lines, cause]
     if base is not None:
-        held = base.metrics
-        deltas = {k: v - held.get(k, 0) for k, v in contribution.metrics.items()}
-        deltas.update({k: -v for k, v in held.items() if k not in contribution.metrics})
-        changed = sorted(
-            (escape_named(scope), metric, _exact(delta))
-            for (scope, metric), delta in deltas.items()
-            if delta
-        )
-        entry += [hashlib.sha1(_metrics_json(base).encode()).hexdigest(), changed]  # noqa: S324
+        deltas = dict(contribution.metrics)
+        merge(deltas, base.metrics, -1)
+        digest = hashlib.sha1(_metrics_json(base).encode()).hexdigest()  # noqa: S324
+        entry += [digest, _metric_rows(deltas)]
     return entry
 
 
 def _metrics_json(contribution: Contribution) -> str:
     """The metrics as the script stores them (``pp:contrib:<subject>``); "" for none."""
-    metrics = sorted(
+    rows = _metric_rows(contribution.metrics)
+    return orjson.dumps(rows).decode() if rows else ""
+
+
+def _metric_rows(metrics: Mapping[MetricKey, int]) -> list[tuple[str, str, int]]:
+    """(encoded scope, metric, value) of the non-zero `metrics`, sorted: one text per
+    set of metrics, whatever the dict's order."""
+    return sorted(
         (escape_named(scope), metric, _exact(value))
-        for (scope, metric), value in contribution.metrics.items()
+        for (scope, metric), value in metrics.items()
         if value
     )
-    return orjson.dumps(metrics).decode() if metrics else ""
 
 
 def _line_json(line: CreditLine) -> str:

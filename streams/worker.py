@@ -170,8 +170,7 @@ class Worker:
                 decode=False,
             )
         except Exception as exc:
-            log.exception("batch failed")
-            _restart(f"batch failed: {exc!r}")
+            _failed(exc)
         await self._drain()
         self._applying = asyncio.create_task(self._apply(prepared, batch.last))
         self.store.writing(batch.states, self._applying)
@@ -183,8 +182,7 @@ class Worker:
         except FencedError as exc:
             _restart(f"the sink refused the batch ({exc})")
         except Exception as exc:
-            log.exception("batch failed")
-            _restart(f"batch failed: {exc!r}")
+            _failed(exc)
         for (topic, partition), offset in last.items():
             self.applied[TopicPartition(topic, partition)] = offset + 1
 
@@ -292,6 +290,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.worker.on_assigned(assigned)
+
+
+def _failed(exc: Exception) -> NoReturn:
+    """A batch failed unexpectedly (a bug, the broker refusing a produce): log it, restart."""
+    log.exception("batch failed")
+    _restart(f"batch failed: {exc!r}")
 
 
 def _restart(reason: str) -> NoReturn:
