@@ -7,7 +7,8 @@
 --
 -- ARGV[1]  key prefix, e.g. "pp:"
 -- ARGV[2]  batch JSON:
---   {"s": [[subject, metrics, [[touch id, credit line JSON], ...]], ...],
+--   {"s": [[subject, metrics, [[touch id, credit line JSON], ...], cause], ...],
+--    "n": [[scope, metric, delta], ...],
 --    "d": [[source "topic|partition|offset", reason], ...],
 --    "o": [["topic|partition", offset], ...],
 --    "st": [[op, key, field, value index], ...],
@@ -15,10 +16,13 @@
 --    "x": [["topic|partition", first offset, last offset], ...]}
 --   subject and scopes arrive percent-encoded (sinks/keys.py); `metrics` is the
 --   JSON text [[scope, metric, value], ...] stored as is ("" = no metrics).
---   A subject may carry two more items, [..., base digest, [[scope, metric,
---   delta], ...]]: when the metrics Redis holds for it have that SHA-1, the
---   deltas are what changed and are applied as they are (no diff); otherwise
---   the script diffs as usual.
+--   A subject may carry a fifth item, the SHA-1 of the metrics its sender
+--   believes Redis holds for it (its *base*).  Its metrics are then false when
+--   they did not change from the base, and its credit lines false when they did
+--   not; its metric deltas are not diffed here but are part of "n", the sum of
+--   every such subject's deltas ([[scope, metric, delta], ...]).  If what Redis
+--   holds does not have the digest, the script writes nothing and fails with
+--   STALE: the sender's view is wrong and it must not go on.
 --   "st" (optional): subject state written with the batch; op "h" is
 --   HSET key field ARGV[value index], "s" is SADD key field (streams/state.py).
 --   Values travel as arguments of their own: they may be binary (compressed).
@@ -126,10 +130,13 @@ for _, s in ipairs(batch.s) do
   local credit_key = prefix .. 'credit:' .. subject
 
   local old_json = redis.call('GET', contrib_key) or ''
-  if old_json == metrics_json then
+  if s[5] then
+    if redis.sha1hex(old_json) ~= s[5] then
+      return redis.error_reply('STALE ' .. subject .. ': Redis holds other metrics than its base')
+    end
+    metrics_json = metrics_json or old_json  -- its deltas are in "n"
+  elseif old_json == metrics_json then
     -- unchanged (or this call is a retry that already landed): nothing to apply
-  elseif s[5] and redis.sha1hex(old_json) == s[5] then
-    for _, d in ipairs(s[6]) do bump(d[1] .. ' ' .. d[2], d[3]) end
   else
     local old_list, old_map = decode_metrics(old_json)
     local new_list, new_map = decode_metrics(metrics_json)
@@ -146,7 +153,8 @@ for _, s in ipairs(batch.s) do
     writes[#writes + 1] = {'contrib', contrib_key, metrics_json}
   end
 
-  local old_lines, flat = {}, redis.call('HGETALL', credit_key)
+  local old_lines, flat = {}, {}
+  if lines then flat = redis.call('HGETALL', credit_key) else lines = {} end
   for i = 1, #flat, 2 do old_lines[flat[i]] = flat[i + 1] end
   local kept = {}
   for _, line in ipairs(lines) do
@@ -165,6 +173,8 @@ for _, s in ipairs(batch.s) do
     end
   end
 end
+
+for _, d in ipairs(batch.n or {}) do bump(d[1] .. ' ' .. d[2], d[3]) end
 
 local dlq_key, counted, seen = prefix .. 'dlq:seen', 0, {}
 for _, d in ipairs(batch.d) do

@@ -127,8 +127,9 @@ class Fence:
 
 
 class FencedError(Exception):
-    """The sink refused a batch: its partitions have another owner, or its offsets
-    do not follow the applied ones.  The worker's view is stale; it must not go on."""
+    """The sink refused a batch: its partitions have another owner, its offsets
+    do not follow the applied ones, or Redis does not hold a base it was given.
+    The worker's view is stale; it must not go on."""
 
 
 class SinkUnavailableError(Exception):
@@ -283,11 +284,17 @@ class RedisSink:
         encoded here, so the caller may change its objects while `execute`
         is under way (the worker processes the next batch meanwhile).
 
-        `bases` (subject -> the contribution the caller believes Redis holds for
-        it) lets the script apply metric deltas instead of diffing the whole
-        contribution; it checks the belief (a digest) and diffs when it is wrong,
-        so a wrong base costs time, never correctness.
+        `bases` (subject -> the contribution the caller knows Redis holds for it,
+        `EMPTY` for a subject never published) lets the script skip the diff:
+        the subjects' metric deltas are summed here, one row per metric for the
+        whole call, and what did not change is not sent.  The script checks each
+        base (a digest of its metrics) before writing anything and refuses the
+        call if one is wrong (`FencedError`: the caller's view is stale).  So
+        `bases` need `first`: a repeated call that landed is then recognised by
+        its offsets before any base is checked.
         """
+        if bases and not first:
+            raise ValueError("bases need first offsets: a repeated call must be recognised")
         subjects = sorted(contributions)
         causes = causes or {}
         bases = bases or {}
@@ -305,7 +312,12 @@ class RedisSink:
         chunks = [encoded[i : i + step] for i in range(0, len(encoded), step)] or [[]]
         calls: list[tuple[bytes, list[bytes]]] = []
         for i, chunk in enumerate(chunks):
-            batch: dict[str, Any] = {"s": chunk, "d": [], "o": [], **checks}
+            net: dict[MetricKey, int] = {}
+            for _, deltas in chunk:
+                merge(net, deltas)
+            batch: dict[str, Any] = {"s": [entry for entry, _ in chunk], "d": [], "o": [], **checks}
+            if net:
+                batch["n"] = _metric_rows(net)
             if not decode:
                 batch["q"] = 1
             values: list[bytes] = []
@@ -330,7 +342,7 @@ class RedisSink:
         try:
             return await self._script(args=[self.keys.prefix, payload, self.stream_maxlen, *values])
         except rexc.ResponseError as exc:
-            if str(exc).startswith(("FENCED", "OFFSETS")):
+            if str(exc).startswith(("FENCED", "OFFSETS", "STALE")):
                 raise FencedError(str(exc)) from exc
             raise
 
@@ -456,20 +468,31 @@ def _exact(value: int) -> int:
 
 def _encode_subject(
     subject: str, contribution: Contribution, cause: str, base: Contribution | None = None
-) -> list[Any]:
-    """[subject key part, metrics JSON text, [[touch id, line JSON text], ...], cause]
-    and, given the `base` contribution Redis holds for it, [base's metrics digest,
-    [[scope, metric, delta], ...]]: the script applies those deltas instead of
-    diffing when what it holds has that digest."""
-    metrics = _metrics_json(contribution)
-    lines = [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
-    entry: list[Any] = [escape_named(subject), metrics, lines, cause]
-    if base is not None:
-        deltas = dict(contribution.metrics)
-        merge(deltas, base.metrics, -1)
-        digest = hashlib.sha1(_metrics_json(base).encode()).hexdigest()  # noqa: S324
-        entry += [digest, _metric_rows(deltas)]
-    return entry
+) -> tuple[list[Any], Mapping[MetricKey, int]]:
+    """The script's entry for one subject, and the metric deltas it leaves to the
+    call's sum: none without a `base` (the script diffs).
+
+    The entry is [subject key part, metrics JSON text, [[touch id, line JSON
+    text], ...], cause], and with a base its metrics digest as a fifth item; the
+    metrics, and the lines, are then false where they equal the base's.
+    """
+    if base is None:
+        return [escape_named(subject), _metrics_json(contribution), _lines(contribution), cause], {}
+    deltas = dict(contribution.metrics)
+    merge(deltas, base.metrics, -1)
+    digest = hashlib.sha1(_metrics_json(base).encode()).hexdigest()  # noqa: S324
+    entry = [
+        escape_named(subject),
+        _metrics_json(contribution) if deltas else False,
+        _lines(contribution) if contribution.credits != base.credits else False,
+        cause,
+        digest,
+    ]
+    return entry, deltas
+
+
+def _lines(contribution: Contribution) -> list[list[str]]:
+    return [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
 
 
 def _metrics_json(contribution: Contribution) -> str:

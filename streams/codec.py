@@ -15,12 +15,16 @@ from typing import Any, get_args
 import orjson
 
 from models.attribution import Touchpoint
-from models.contrib import Subject
+from models.contrib import Contribution, Subject
 from models.events import OtherEvent
 from models.groups import GroupState
 from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
 from models.opportunity import Amount, Created, OpportunityState
 from models.parse import parse_event
+
+UNKNOWN = Contribution({}, {})
+"""The contribution of a state read back: not stored, so not known (`EMPTY` is
+what a subject that never published holds)."""
 
 
 def _tuples(value: object) -> list[Any]:
@@ -41,6 +45,7 @@ def _subject(state: Subject) -> list[Any]:
 def _restore(state: Subject, head: list[Any]) -> None:
     state.seen, state.newest, state.late, state.cause = head[1], head[2], head[4], head[5]
     state.repeats = set(head[3])
+    state.contribution = UNKNOWN
 
 
 def _milestone(raw: list[Any] | None) -> Milestone | None:
@@ -146,6 +151,7 @@ def dump_group(state: GroupState) -> bytes:
 def load_group(raw: bytes) -> GroupState:
     key, family, rows = orjson.loads(raw)
     state = GroupState(key, family=family)
+    state.contribution = UNKNOWN
     for row in rows:
         fields = _FIELDS[row[0]]
         # validated like any input: Redis is not trusted more than Kafka

@@ -34,7 +34,7 @@ from typing import Any, Final, Generic, NamedTuple, TypeVar
 import orjson
 
 from models.context import Context
-from models.contrib import EMPTY, Contribution, Subject
+from models.contrib import Contribution, Subject
 from models.engine import RegistryEntry
 from models.events import (
     INPUT_TOPICS,
@@ -104,8 +104,8 @@ class Batch:
     contributions: dict[str, Contribution] = field(default_factory=dict)
     causes: dict[str, str] = field(default_factory=dict)
     bases: dict[str, Contribution] = field(default_factory=dict)
-    """Subject -> the contribution it last published (known for cached subjects):
-    the sink then sends metric deltas instead of having the script diff."""
+    """Subject -> the contribution it last published (known for cached and new
+    subjects): the sink then sends metric deltas instead of having the script diff."""
     states: list[StateWrite] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     dead_raw: list[tuple[bytes, dict[str, bytes]]] = field(default_factory=list)
@@ -410,14 +410,14 @@ def _publish(batch: Batch, name: str, subject: Subject, new: Contribution) -> No
     """Hand `subject`'s new contribution to the sink, unless it is the one published.
 
     The sink diffs against what it holds, so sending an unchanged contribution
-    changes nothing; skipping it saves encoding and script work.  Only a state
-    from the cache knows what was published: one read from Redis carries
-    `EMPTY` (contributions are not stored with the state), and its
-    contribution is always sent.  What a cached subject published is the
-    sink's base for sending metric deltas (`RedisSink.prepare`).
+    changes nothing; skipping it saves encoding and script work.  A state read
+    from Redis does not know what it published (`codec.UNKNOWN`: contributions
+    are not stored with the state), and its contribution is always sent.  A
+    cached state knows, and so does a new one (`EMPTY`): that is the sink's
+    base for sending metric deltas (`RedisSink.prepare`).
     """
     old, subject.contribution = subject.contribution, new
-    if old is not EMPTY:
+    if old is not codec.UNKNOWN:
         if old == new:
             return
         batch.bases[name] = old

@@ -12,6 +12,7 @@ import re
 import secrets
 import subprocess
 import time
+from collections import Counter
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -21,7 +22,7 @@ import orjson
 import pytest
 from redis import exceptions as rexc
 
-from models.contrib import Contribution, CreditLine, MetricKey
+from models.contrib import EMPTY, Contribution, CreditLine, MetricKey
 from models.synthetic import SyntheticConfig
 from sinks.keys import escape, escape_named, unescape, unescape_named
 from sinks.redis_sink import (
@@ -118,30 +119,55 @@ async def test_chunked_calls_give_the_same_result(sink: RedisSink) -> None:
     assert await sink.read_credits() == run.credits
 
 
-async def test_metric_deltas_from_a_base_and_from_a_wrong_one(sink: RedisSink) -> None:
-    """With `bases` the script applies deltas; a base that is not what Redis holds
-    (a partial batch, a crash, a wrong belief) is detected and diffed instead,
-    and re-running a call that landed changes nothing."""
+async def test_metric_deltas_from_bases_and_a_wrong_base_refused(sink: RedisSink) -> None:
+    """With `bases` the script applies the call's summed deltas without diffing,
+    beside subjects without a base (diffed), and what did not change is not sent.
+    A base that is not what Redis holds (a wrong belief, or a subject that landed
+    since) makes the script refuse the whole call, writing nothing; a repeated call
+    that landed is recognised by its offsets and changes nothing."""
     run = engine_run()
     rng = random.Random(11)
     published: dict[str, Contribution] = {}
-    wrong = Contribution({("all", "nb.leads.influenced"): 5}, {})
+    unchanged = Counter[str]()
+    previous = -1
     for batch in run.batches:
-        bases = {}
-        for subject in batch.contributions:
-            if subject in published:
-                bases[subject] = wrong if rng.random() < 0.1 else published[subject]
-        if rng.random() < 0.3:  # lands partly first: some subjects' bases are stale
-            some = rng.sample(sorted(batch.contributions), len(batch.contributions) // 3)
-            await sink.apply({s: batch.contributions[s] for s in some}, [], {})
-        prepared = sink.prepare(batch.contributions, batch.dead_letters, batch.offsets, bases=bases)
+        first = {tp: previous + 1 for tp in batch.offsets}
+        bases = {s: published.get(s, EMPTY) for s in batch.contributions if rng.random() < 0.8}
+        if bases and rng.random() < 0.3:
+            before = (await sink.read_metrics(), await sink.read_offsets())
+            victim = rng.choice(sorted(bases))
+            if rng.random() < 0.5:
+                wrong = {**bases, victim: Contribution({("all", "nb.leads.influenced"): 5}, {})}
+            else:  # the subject landed on its own since its base was taken
+                await sink.apply({victim: batch.contributions[victim]}, [], {})
+                before = (await sink.read_metrics(), await sink.read_offsets())
+                wrong = bases
+            with pytest.raises(FencedError, match="STALE"):
+                await sink.apply(
+                    batch.contributions, batch.dead_letters, batch.offsets, bases=wrong, first=first
+                )
+            assert (await sink.read_metrics(), await sink.read_offsets()) == before
+            bases.pop(victim)
+        prepared = sink.prepare(
+            batch.contributions, batch.dead_letters, batch.offsets, bases=bases, first=first
+        )
+        for entry in orjson.loads(prepared.calls[0][0])["s"]:
+            unchanged.update(
+                k for k, v in (("metrics", entry[1]), ("lines", entry[2])) if v is False
+            )
         await sink.execute(prepared)
         again = await sink.execute(prepared)
         assert again.metrics == [] and again.credits == []
         published.update(batch.contributions)
-    assert sum(map(len, (b.contributions for b in run.batches))) > len(published)
+        previous = max(batch.offsets.values())
+    assert unchanged["metrics"] > 0 and unchanged["lines"] > 0, unchanged
     assert_matches(await sink.read_metrics(), run.totals)
     assert await sink.read_credits() == run.credits
+
+
+async def test_bases_need_first_offsets(sink: RedisSink) -> None:
+    with pytest.raises(ValueError, match="first"):
+        sink.prepare({"lead:a": EMPTY}, [], {}, bases={"lead:a": EMPTY})
 
 
 # --- dashboard keys: daily series and leaderboards ----------------------------------

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from models.config import EngineConfig
 from models.engine import Engine
 from streams.codec import (
+    UNKNOWN,
     dump_group,
     dump_lead,
     dump_opportunity,
@@ -31,17 +32,20 @@ def test_restored_state_settles_to_the_same_contribution(
     engine.run(parsed(raw))
     for lead in engine.leads.values():
         restored = load_lead(dump_lead(lead))
+        assert restored.contribution is UNKNOWN  # what it published is not stored
         restored.settle(engine.ctx)
         assert restored.contribution == lead.contribution
         assert restored.snapshot == lead.snapshot
         assert (restored.seen, restored.subscribers) == (lead.seen, lead.subscribers)
     for opp in engine.opportunities.values():
         restored_opp = load_opportunity(dump_opportunity(opp))
+        assert restored_opp.contribution is UNKNOWN
         restored_opp.settle(engine.ctx)
         assert restored_opp.contribution == opp.contribution
         assert restored_opp.leads == opp.leads
     for other in engine.others.values():
         again = load_subject(dump_subject(other))
+        assert again.contribution is UNKNOWN
         assert (again.key, again.seen, again.repeats, again.late) == (
             other.key,
             other.seen,
@@ -50,6 +54,7 @@ def test_restored_state_settles_to_the_same_contribution(
         )
     for group in engine.groups.values():
         restored_group = load_group(dump_group(group))
+        assert restored_group.contribution is UNKNOWN
         restored_group.settle(engine.ctx)
         assert restored_group.contribution == group.contribution
         assert (restored_group.family, restored_group.events) == (group.family, group.events)
