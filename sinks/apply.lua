@@ -3,7 +3,9 @@
 -- The batch carries each subject's *absolute* current contribution.  For every
 -- subject the script diffs it against what Redis itself holds from the
 -- subject's previous publication and applies only the difference, so sending
--- the same contribution again changes nothing.
+-- the same contribution again changes nothing.  A subject whose sender knows
+-- what Redis holds (its base) comes with that base's digest instead, its
+-- deltas summed with the other such subjects' in "n" (below).
 --
 -- ARGV[1]  key prefix, e.g. "pp:"
 -- ARGV[2]  batch JSON:

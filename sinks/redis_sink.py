@@ -6,7 +6,10 @@ batch; the script diffs each contribution against the one Redis holds from the
 subject's previous publication and applies only the difference.  Re-sending a
 contribution is therefore a no-op, so a crash and replay at any point neither
 loses nor double-counts, and retrying a call whose outcome is unknown is
-always safe.  See docs/guarantees.md.
+always safe.  A caller that knows what Redis holds for a subject (its base)
+sends the difference instead, summed over the call's subjects, and the script
+refuses the call if a base is wrong (docs/decisions.md, ADR 5).  See
+docs/guarantees.md.
 
 All keys of a batch are touched by one script, so this does not work on Redis
 Cluster (it would need every key in one hash slot); a single Redis, or a
