@@ -102,6 +102,9 @@ class BenchConfig:
     faust_timeout: float = 120.0
     state_leads: int = 0
     """When > 0: also encode this many generated leads' states (the 1M-lead estimate)."""
+    memory_leads: int = 0
+    """When > 0: one more 1-worker run over this many generated leads' events, for the
+    worker's peak RSS and Redis's bytes per lead at that size."""
     profile: Path | None = None
     """When set: one extra one-worker run under py-spy, raw stacks written here."""
 
@@ -130,14 +133,20 @@ class StateSize:
     all_state_bytes: float
     derived_bytes: float
     """`pp:contrib:*` and `pp:credit:*` (what the sink diffs against), per lead."""
+    worker_peak_rss: int | None = None
+    """The worker's peak resident memory (VmHWM), bytes; None where /proc has none."""
 
     def lines(self) -> list[str]:
+        rss = self.worker_peak_rss
         return [
             f"state per lead ({self.leads:,} leads in Redis)",
             f"  lead JSON value (HSTRLEN mean)   {self.lead_value_bytes:8,.0f} B",
             f"  lead hash MEMORY USAGE / leads   {self.lead_hash_bytes:8,.0f} B",
             f"  all pp:state:* MEMORY / leads    {self.all_state_bytes:8,.0f} B  (target ≤ 1024)",
             f"  + contrib/credit keys / leads    {self.derived_bytes:8,.0f} B  (derived)",
+            f"  worker peak RSS                  {rss / 2**20:8,.0f} MiB"
+            if rss is not None
+            else "  worker peak RSS                       n/a",
         ]
 
 
@@ -173,6 +182,8 @@ class BenchResult:
     leads: int
     repetitions: list[Repetition] = field(default_factory=list)
     state: StateSize | None = None
+    memory: StateSize | None = None
+    """The `memory_leads` run's state and worker RSS."""
     codec_size: CodecSize | None = None
     profiled_rate: Figure | None = None
 
@@ -210,6 +221,7 @@ class BenchResult:
                 "two_workers_to_one": self.ratio(attrgetter("two_workers"), one),
             },
             "state": asdict(self.state) if self.state else None,
+            "memory": asdict(self.memory) if self.memory else None,
             "codec_state": asdict(self.codec_size) if self.codec_size else None,
             "profiled_rate": self.profiled_rate,
         }
@@ -249,6 +261,9 @@ class BenchResult:
         row("recompute (batch oracle)", lambda r: r.recompute, "ev/s")
         if self.state is not None:
             out += self.state.lines()
+        if self.memory is not None:
+            out.append(f"{self.memory.leads:,}-lead run, 1 worker:")
+            out += self.memory.lines()
         if self.codec_size is not None:
             out += self.codec_size.lines()
         if self.profiled_rate is not None:
@@ -321,6 +336,16 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
             report("profiled run")
             result.profiled_rate, _ = _pipeline(
                 base, records, config.partitions, 1, False, profile=config.profile
+            )
+        if config.memory_leads:
+            report(f"one worker over {config.memory_leads:,} leads' events")
+            many = _generate(SyntheticConfig(seed=5, leads=config.memory_leads), 2**62)
+            _, result.memory = _pipeline(
+                base,
+                [(*destination(line, plain), line) for line in many],
+                config.partitions,
+                1,
+                True,
             )
     if config.state_leads:
         report(f"encoding {config.state_leads:,} leads' state")
@@ -636,7 +661,25 @@ async def _state_size(run: ReplayRun) -> StateSize:
     finally:
         await sink.close()
     n = max(leads, 1)
-    return StateSize(leads, lengths / n, lead_bytes / n, state_bytes / n, derived / n)
+    rss = [_peak_rss(worker.pid) for worker in run.workers]
+    return StateSize(
+        leads,
+        lengths / n,
+        lead_bytes / n,
+        state_bytes / n,
+        derived / n,
+        max((r for r in rss if r is not None), default=None),
+    )
+
+
+def _peak_rss(pid: int) -> int | None:
+    """A live process's peak resident memory in bytes (Linux's VmHWM), if known."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else None
 
 
 def _spawn_profiled(run: ReplayRun, out: Path) -> subprocess.Popen[bytes]:
@@ -802,17 +845,21 @@ def codec_size(leads: int, redis_url: str, chunk: int = 100_000) -> CodecSize:
     bounded; each chunk's encoded lead states are loaded into a scratch Redis
     hash once, to measure Redis's own bytes per entry, and deleted.
     """
+    from streams.cli import gc_paused
+
+    compress = Settings().state_compression  # read once: it parses the environment
     started = time.perf_counter()
     sizes: list[int] = []
     opportunity_bytes = 0
     redis_bytes = 0
     for n, first in enumerate(range(0, leads, chunk)):
         engine = Engine()
-        items = generate(SyntheticConfig(seed=1000 + n, leads=min(chunk, leads - first)))
-        engine.run(parse_event(orjson.dumps(i)) for i in items if not isinstance(i, str))
+        with gc_paused(freeze=False):  # the collector took 14 s of 36 s per 100k leads
+            items = generate(SyntheticConfig(seed=1000 + n, leads=min(chunk, leads - first)))
+            engine.run(parse_event(orjson.dumps(i)) for i in items if not isinstance(i, str))
         encoded = {k: codec.dump_lead(s) for k, s in engine.leads.items()}
         sizes += [len(v) for v in encoded.values()]
-        stored = {k: pack(v, Settings().state_compression) for k, v in encoded.items()}
+        stored = {k: pack(v, compress) for k, v in encoded.items()}
         opportunity_bytes += sum(
             len(codec.dump_opportunity(s)) for s in engine.opportunities.values()
         )

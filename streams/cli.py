@@ -58,7 +58,7 @@ def read_jsonl(path: Path, config: EngineConfig, max_bytes: int) -> Iterator[Eve
 
 
 @contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
+def gc_paused(freeze: bool = True) -> Iterator[None]:
     """Run a batch computation without the cyclic garbage collector.
 
     The engine keeps hundreds of thousands of long-lived objects and makes
@@ -67,14 +67,17 @@ def gc_paused() -> Iterator[None]:
     Reference counting still frees everything else as usual.  On the way out
     the survivors are frozen (moved out of the collector's generations):
     otherwise the first collection after re-enabling scans all of them once
-    more, which alone cost half a second on 200k events.
+    more, which alone cost half a second on 200k events.  A caller that drops
+    its engine afterwards (and runs another) passes `freeze=False`: frozen
+    objects are never collected.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 
@@ -454,6 +457,12 @@ def replay(
     help="Also encode this many generated leads' states (e.g. 1000000).",
 )
 @click.option(
+    "--memory-leads",
+    default=0,
+    show_default=True,
+    help="One more 1-worker run over this many generated leads (worker RSS, Redis bytes).",
+)
+@click.option(
     "--profile",
     type=click.Path(dir_okay=False, path_type=Path),
     help="One extra 1-worker run under py-spy; raw stacks written here.",
@@ -467,6 +476,7 @@ def bench(
     repeat: int,
     faust_timeout: float,
     state_leads: int,
+    memory_leads: int,
     profile: Path | None,
     as_json: bool,
 ) -> None:
@@ -477,7 +487,7 @@ def bench(
     from streams.bench import BenchConfig, run_bench
 
     config = BenchConfig(
-        events, partitions, rate, seconds, repeat, faust_timeout, state_leads, profile
+        events, partitions, rate, seconds, repeat, faust_timeout, state_leads, memory_leads, profile
     )
     with tempfile.TemporaryDirectory() as workdir:
         result = run_bench(config, Path(workdir), lambda line: click.echo(line, err=True))

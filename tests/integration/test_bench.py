@@ -24,7 +24,7 @@ def test_bench_prints_every_figure() -> None:
     command = [sys.executable, "-m", "streams.cli", "bench", "--json"]
     command += ["--events", "8000", "--partitions", "4", "--rate", "200", "--seconds", "2"]
     # Several batches (2,000 messages at most each): the first one is not timed.
-    command += ["--repeat", "1", "--faust-timeout", "60"]
+    command += ["--repeat", "1", "--faust-timeout", "60", "--memory-leads", "2000"]
     # Short group sessions: the embedded broker answers a join after half of it.
     env = {**os.environ, "PP_SESSION_TIMEOUT": "4"}
     done = subprocess.run(command, capture_output=True, env=env, timeout=280, check=False)
@@ -47,3 +47,7 @@ def test_bench_prints_every_figure() -> None:
     state = result["state"]
     assert state["leads"] > 0
     assert 0 < state["lead_value_bytes"] <= state["lead_hash_bytes"] <= state["all_state_bytes"]
+    assert state["worker_peak_rss"] > 10 * 2**20  # a Python worker: tens of MiB at least
+    memory = result["memory"]
+    assert memory["leads"] > state["leads"]  # 2,000 leads against the file's ~900
+    assert memory["all_state_bytes"] > 0 and memory["worker_peak_rss"] > 10 * 2**20
