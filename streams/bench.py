@@ -184,6 +184,7 @@ class BenchResult:
     state: StateSize | None = None
     memory: StateSize | None = None
     """The `memory_leads` run's state and worker RSS."""
+    memory_rate: Figure | None = None
     codec_size: CodecSize | None = None
     profiled_rate: Figure | None = None
 
@@ -222,6 +223,7 @@ class BenchResult:
             },
             "state": asdict(self.state) if self.state else None,
             "memory": asdict(self.memory) if self.memory else None,
+            "memory_rate": self.memory_rate,
             "codec_state": asdict(self.codec_size) if self.codec_size else None,
             "profiled_rate": self.profiled_rate,
         }
@@ -262,7 +264,8 @@ class BenchResult:
         if self.state is not None:
             out += self.state.lines()
         if self.memory is not None:
-            out.append(f"{self.memory.leads:,}-lead run, 1 worker:")
+            rate = _fmt(self.memory_rate or "n/a", "ev/s")
+            out.append(f"{self.memory.leads:,}-lead run, 1 worker, {rate}:")
             out += self.memory.lines()
         if self.codec_size is not None:
             out += self.codec_size.lines()
@@ -340,7 +343,7 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
         if config.memory_leads:
             report(f"one worker over {config.memory_leads:,} leads' events")
             many = _generate(SyntheticConfig(seed=5, leads=config.memory_leads), 2**62)
-            _, result.memory = _pipeline(
+            result.memory_rate, result.memory = _pipeline(
                 base,
                 [(*destination(line, plain), line) for line in many],
                 config.partitions,

@@ -51,3 +51,4 @@ def test_bench_prints_every_figure() -> None:
     memory = result["memory"]
     assert memory["leads"] > state["leads"]  # 2,000 leads against the file's ~900
     assert memory["all_state_bytes"] > 0 and memory["worker_peak_rss"] > 10 * 2**20
+    assert isinstance(result["memory_rate"], float) and result["memory_rate"] > 0
