@@ -308,9 +308,7 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
     )
     path = workdir / "bench.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    plain = Settings().model_copy(update={"topic_prefix": ""})
-    records = [(*destination(line, plain), line) for line in lines]
-    steady_records = [(*destination(line, plain), line) for line in steady]
+    records, steady_records = _records(lines), _records(steady)
     leads = len({r[1] for r in records if r[0] == "leads"})
     result = BenchResult(config, len(records), leads)
     with infrastructure(Settings()) as (base, endpoints):
@@ -344,11 +342,7 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
             report(f"one worker over {config.memory_leads:,} leads' events")
             many = _generate(SyntheticConfig(seed=5, leads=config.memory_leads), 2**62)
             result.memory_rate, result.memory = _pipeline(
-                base,
-                [(*destination(line, plain), line) for line in many],
-                config.partitions,
-                1,
-                True,
+                base, _records(many), config.partitions, 1, True
             )
     if config.state_leads:
         report(f"encoding {config.state_leads:,} leads' state")
@@ -362,6 +356,12 @@ def _generate(config: SyntheticConfig, events: int) -> list[bytes]:
     """The first `events` lines of a generated stream (malformed lines included)."""
     items = generate(config)[:events]
     return [i.encode() if isinstance(i, str) else orjson.dumps(i) for i in items]
+
+
+def _records(lines: Sequence[bytes]) -> list[Record]:
+    """(topic, key, line) per line; topic names unprefixed (each run adds its own)."""
+    plain = Settings().model_copy(update={"topic_prefix": ""})
+    return [(*destination(line, plain), line) for line in lines]
 
 
 async def _scratch_topic(
