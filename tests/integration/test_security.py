@@ -25,6 +25,7 @@ from streams.runtime import sink_for
 from streams.settings import Settings
 from tests.integration.engine_batches import engine_run
 from tests.integration.redis_servers import free_port, start_redis, stop, wait_listening
+from tests.local_redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +149,7 @@ async def test_glob_like_prefixes_and_names_list_only_their_own_keys() -> None:
     # Unescaped, `[ab]:` and `*:` would match `a:`'s keys (and `*:` everyone's).
     prefixes = [f"{base}a:", f"{base}[ab]:", f"{base}*:", f"{base}?:"]
     sinks = [
-        sink_for(Settings(key_prefix=p, redis_url=None), "redis://127.0.0.1:6379/0", 10)
+        sink_for(Settings(key_prefix=p, redis_url=None), REDIS_URL, 10)
         for p in prefixes
     ]
     scopes = [f"{kind}:{name}" for name in NAMES for kind in ("partner", "campaign", "channel")]
