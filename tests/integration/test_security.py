@@ -148,10 +148,7 @@ async def test_glob_like_prefixes_and_names_list_only_their_own_keys() -> None:
     base = f"pptest-glob-{secrets.token_hex(4)}"
     # Unescaped, `[ab]:` and `*:` would match `a:`'s keys (and `*:` everyone's).
     prefixes = [f"{base}a:", f"{base}[ab]:", f"{base}*:", f"{base}?:"]
-    sinks = [
-        sink_for(Settings(key_prefix=p, redis_url=None), REDIS_URL, 10)
-        for p in prefixes
-    ]
+    sinks = [sink_for(Settings(key_prefix=p, redis_url=None), REDIS_URL, 10) for p in prefixes]
     scopes = [f"{kind}:{name}" for name in NAMES for kind in ("partner", "campaign", "channel")]
     try:
         for n, sink in enumerate(sinks):
