@@ -41,7 +41,7 @@ from models.events import (
     to_micros,
 )
 from models.output import unit_of
-from models.partners import normalise, partner_id, resolve, scopes_of
+from models.partners import PARTNERS, normalise, partner_id, resolve, scopes_of
 
 Metrics: TypeAlias = dict[MetricKey, int]
 T = TypeVar("T")
@@ -336,7 +336,7 @@ def campaign_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         metrics, scopes, "campaigns.spend", ctx.to_cents(entry.spend, ctx.config.reporting_currency)
     )
     if entry.goal is not None:
-        owners = [f"campaign:{campaign}"] + ([f"partner:{partner}"] if partner else [])
+        owners = [f"campaign:{campaign}"] + ([PARTNERS, f"partner:{partner}"] if partner else [])
         goal_metrics(
             metrics, owners, entry.goal, goal_period(entry.goal, ctx.parser.parse(campaign).period)
         )

@@ -62,8 +62,7 @@ def touch(eid: str, lead: str, day: float, campaign: str | None = None, **extra:
         "lead_id": lead,
         "occurred_at": at(day),
         "campaign": campaign if campaign is not None else dg(eid),
-        "action": "registered",
-        **extra,
+        **extra,  # no `action`: a plain touch, as most CRM exports send them
     }
 
 
