@@ -159,7 +159,8 @@ class Integration:
     def scopes(self) -> tuple[str, ...]:
         if self.partner is None:
             return ("all", f"integration:{self.name}")
-        return ("all", f"partner:{self.partner}", f"integration:{self.partner}/{self.name}")
+        partner = f"partner:{self.partner}"
+        return ("all", PARTNERS, partner, f"integration:{self.partner}/{self.name}")
 
     def active_runs(self, window: int) -> list[tuple[int, int]]:
         """The [first, end) day ranges in which the integration was active.
@@ -403,7 +404,7 @@ def feedback_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         partner = partner_id(event.partner)
         if partner is None:
             continue
-        scopes = ("all", f"partner:{partner}")
+        scopes = ("all", PARTNERS, f"partner:{partner}")
         bump(metrics, scopes, "nps.responses")
         if event.score >= 9:
             bump(metrics, scopes, "nps.promoters")
@@ -425,7 +426,7 @@ def referral_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     partner = partner_id(sent[0].partner) if sent else None
     if partner is None:
         return metrics
-    scopes = ("all", f"partner:{partner}")
+    scopes = ("all", PARTNERS, f"partner:{partner}")
     outcomes = of_type(events, ReferralOutcome)
     statuses = {o.status for o in outcomes}
     bump(metrics, scopes, "referrals.sent")
