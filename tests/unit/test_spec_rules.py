@@ -21,6 +21,7 @@ from models.attribution import (
     w_shaped_positions,
 )
 from models.config import EngineConfig
+from models.engine import Engine
 from tests.unit.test_rules import (
     FULL_PATH,
     camp,
@@ -39,6 +40,12 @@ from tests.unit.test_rules import (
 
 LOOKBACK = EngineConfig(lookback_days=10)
 FULL_PATH_LOOKBACK = EngineConfig(model="full-path", lookback_days=10)
+
+
+def expect(engine: Engine, table: list[tuple[str, str, int]]) -> None:
+    """Each (scope, metric, hand-computed value) holds; names the first that does not."""
+    for scope, metric, expected in table:
+        assert value(engine, scope, metric) == expected, (scope, metric)
 
 
 # --- §1 stage ladder ------------------------------------------------------------
@@ -62,16 +69,21 @@ def test_won_without_stages_reaches_s2_at_its_win_and_closed_lost_is_off_the_lad
             stage("q1", "Q", 4, "S1"),
         ]
     )
-    assert value(engine, "all", "nb.s2.influenced") == 2  # O and Q
-    assert value(engine, camp(dg("a")), "nb.s2.influenced") == 1
-    # the S2 moment of O is its win (day 4), so b (day 3) influenced it
-    assert value(engine, camp(dg("b")), "nb.s2.influenced") == 1
-    assert value(engine, camp(dg("b")), "nb.cw.influenced") == 1
-    assert value(engine, camp(dg("m")), "nb.s2.influenced") == 0
-    assert value(engine, camp(dg("n")), "nb.s2.influenced") == 1
-    # W credit of O: only a is at or before creation -> all 100 000 cents
-    assert value(engine, camp(dg("a")), "nb.s2.attributed_arr") == 100_000
-    assert value(engine, camp(dg("b")), "nb.s2.attributed_arr") == 0
+    expect(
+        engine,
+        [
+            ("all", "nb.s2.influenced", 2),  # O and Q
+            (camp(dg("a")), "nb.s2.influenced", 1),
+            # the S2 moment of O is its win (day 4), so b (day 3) influenced it
+            (camp(dg("b")), "nb.s2.influenced", 1),
+            (camp(dg("b")), "nb.cw.influenced", 1),
+            (camp(dg("m")), "nb.s2.influenced", 0),
+            (camp(dg("n")), "nb.s2.influenced", 1),
+            # W credit of O: only a is at or before creation -> all 100 000 cents
+            (camp(dg("a")), "nb.s2.attributed_arr", 100_000),
+            (camp(dg("b")), "nb.s2.attributed_arr", 0),
+        ],
+    )
 
 
 # --- §1 repeated opportunity_created --------------------------------------------
@@ -93,12 +105,17 @@ def test_repeated_opportunity_created_unions_contacts_latest_arr_rest_from_earli
     # two held positions -> 50 / 50
     assert credit(engine, "opportunity:O") == {"a": F(1, 2), "b": F(1, 2)}
     # business new_business (o1), ARR 2000 (o2): 200 000 cents
-    assert value(engine, "all", "nb.s2.influenced_arr") == 200_000
-    assert value(engine, "all", "nb.s2.attributed_arr") == 200_000
-    assert value(engine, "all", "ex.s2.influenced") == 0
-    # the source partner comes from the earliest event
-    assert value(engine, "partner:slack", "pipeline.sourced_arr") == 200_000
-    assert value(engine, "partner:zoom", "pipeline.sourced_deals") == 0
+    expect(
+        engine,
+        [
+            ("all", "nb.s2.influenced_arr", 200_000),
+            ("all", "nb.s2.attributed_arr", 200_000),
+            ("all", "ex.s2.influenced", 0),
+            # the source partner comes from the earliest event
+            ("partner:slack", "pipeline.sourced_arr", 200_000),
+            ("partner:zoom", "pipeline.sourced_deals", 0),
+        ],
+    )
 
 
 # --- §1 action optional ----------------------------------------------------------
@@ -118,11 +135,16 @@ def test_plain_touch_counts_for_attribution_and_influence_not_engagement() -> No
     )
     assert credit(engine, "lead:L") == {"p": F(1)}
     assert credit(engine, "lead:M") == {"q": F(1, 2), "x": F(1, 2)}
-    assert value(engine, camp(webinar), "nb.leads.influenced") == 2
-    assert value(engine, camp(webinar), "campaigns.registrations") == 1  # L, by r
-    assert value(engine, camp(webinar), "campaigns.attendees") == 0
-    assert value(engine, camp(dg("x")), "campaigns.attendees") == 1
-    assert value(engine, "all", "campaigns.registrations") == 1
+    expect(
+        engine,
+        [
+            (camp(webinar), "nb.leads.influenced", 2),
+            (camp(webinar), "campaigns.registrations", 1),  # L, by r
+            (camp(webinar), "campaigns.attendees", 0),
+            (camp(dg("x")), "campaigns.attendees", 1),
+            ("all", "campaigns.registrations", 1),
+        ],
+    )
 
 
 # --- §2 none, blank, channel -----------------------------------------------------
@@ -147,20 +169,25 @@ def test_none_any_case_and_blank_mean_no_partner_everywhere() -> None:
             opp("o", "O", 3, ["L1"], source_partner="none", referral_partner=""),
         ]
     )
-    assert value(engine, "partner:zoom", "nb.leads.influenced") == 0
-    assert value(engine, "partner:none", "nb.leads.influenced") == 0
-    assert value(engine, "partner:slack", "nb.leads.influenced") == 1  # t2
-    assert value(engine, "partner:hubspot", "nb.leads.influenced") == 1  # t4
-    assert value(engine, "partners", "nb.leads.influenced") == 2
-    assert value(engine, "all", "nb.leads.influenced") == 4
-    # acquired: L2 (LC slack) and L4 (LC hubspot); L1's source_partner NoNe is none
-    assert value(engine, "all", "leads.acquired") == 2
-    assert value(engine, "partners", "leads.acquired") == 2
-    assert value(engine, "all", "pipeline.sourced_deals") == 0
-    assert value(engine, "all", "pipeline.referrals") == 0
-    # channel: the touch's field, else the name's channel group
-    assert value(engine, "channel:event", "nb.leads.influenced") == 1  # t4
-    assert value(engine, "channel:webinar", "nb.leads.influenced") == 3  # t1 t2 t3
+    expect(
+        engine,
+        [
+            ("partner:zoom", "nb.leads.influenced", 0),
+            ("partner:none", "nb.leads.influenced", 0),
+            ("partner:slack", "nb.leads.influenced", 1),  # t2
+            ("partner:hubspot", "nb.leads.influenced", 1),  # t4
+            ("partners", "nb.leads.influenced", 2),
+            ("all", "nb.leads.influenced", 4),
+            # acquired: L2 (LC slack) and L4 (LC hubspot); L1's source_partner NoNe is none
+            ("all", "leads.acquired", 2),
+            ("partners", "leads.acquired", 2),
+            ("all", "pipeline.sourced_deals", 0),
+            ("all", "pipeline.referrals", 0),
+            # channel: the touch's field, else the name's channel group
+            ("channel:event", "nb.leads.influenced", 1),  # t4
+            ("channel:webinar", "nb.leads.influenced", 3),  # t1 t2 t3
+        ],
+    )
 
 
 # --- §3 "at or before" compares (occurred_at, event_id) -------------------------
@@ -198,10 +225,15 @@ def test_at_or_before_breaks_same_instant_ties_by_event_id() -> None:
         "c": F(1, 10),
         "d": F(3, 10),
     }
-    assert value(engine, camp(dg("f")), "nb.s2.influenced") == 1
-    assert value(engine, camp(dg("t")), "nb.s2.influenced") == 0
-    assert value(engine, camp(dg("v")), "nb.cw.influenced") == 1
-    assert value(engine, camp(dg("x")), "nb.cw.influenced") == 0
+    expect(
+        engine,
+        [
+            (camp(dg("f")), "nb.s2.influenced", 1),
+            (camp(dg("t")), "nb.s2.influenced", 0),
+            (camp(dg("v")), "nb.cw.influenced", 1),
+            (camp(dg("x")), "nb.cw.influenced", 0),
+        ],
+    )
 
 
 def test_full_path_cw_and_oc_at_or_before_by_event_id() -> None:
@@ -249,42 +281,44 @@ def test_partners_scope_counts_once_and_sums_partner_credit() -> None:
         ]
     )
     # influenced: L touched by two partners counts once in partners
-    assert value(engine, "partners", "nb.leads.influenced") == 2  # L, L2
-    assert value(engine, "partner:slack", "nb.leads.influenced") == 2
-    assert value(engine, "partner:zoom", "nb.leads.influenced") == 1
-    assert value(engine, "partners", "nb.mqls.influenced") == 1
-    # U-shaped on L: FT a 40 %, LC c 40 %, middle b 20 %; L2: d 100 %
-    assert value(engine, "partner:slack", "nb.leads.attributed") == 400_000 + 1_000_000
-    assert value(engine, "partner:zoom", "nb.leads.attributed") == 200_000
-    assert value(engine, "partners", "nb.leads.attributed") == 600_000 + 1_000_000
-    assert value(engine, "all", "nb.leads.attributed") == 2_000_000
-    # W on O (100 000 cents): FT a 30 %, LC = OC c 60 %, middle b 10 %
-    assert value(engine, "partner:slack", "nb.cw.attributed_arr") == 30_000
-    assert value(engine, "partner:zoom", "nb.cw.attributed_arr") == 10_000
-    assert value(engine, "partners", "nb.cw.attributed_arr") == 40_000  # <= all
-    assert value(engine, "all", "nb.cw.attributed_arr") == 100_000
-    # influenced ARR once in partners although two partners touched O
-    assert value(engine, "partners", "nb.cw.influenced") == 1
-    assert value(engine, "partners", "nb.cw.influenced_arr") == 100_000
-    assert value(engine, "partner:slack", "nb.cw.influenced_arr") == 100_000
-    assert value(engine, "partner:zoom", "nb.cw.influenced_arr") == 100_000
-    # acquired: L2 by its LC d (slack) and its source (zoom): once in partners
-    assert value(engine, "partner:slack", "leads.acquired") == 1
-    assert value(engine, "partner:zoom", "leads.acquired") == 1
-    assert value(engine, "partners", "leads.acquired") == 1
-    assert value(engine, "all", "leads.acquired") == 1
-    # pipeline: P sourced by slack, referred by zoom
-    for scope, metric, expected in [
-        ("partners", "pipeline.sourced_deals", 1),
-        ("partners", "pipeline.sourced_arr", 50_000),
-        ("partners", "pipeline.referrals", 1),
-        ("partner:zoom", "pipeline.referrals", 1),
-        ("all", "pipeline.referrals", 1),
-    ]:
-        assert value(engine, scope, metric) == expected, (scope, metric)
-    # performance: O (partner touchpoints) is one closed, won deal in partners
-    assert value(engine, "partners", "perf.partner.closed") == 1
-    assert value(engine, "partners", "perf.partner.won") == 1
+    expect(
+        engine,
+        [
+            ("partners", "nb.leads.influenced", 2),  # L, L2
+            ("partner:slack", "nb.leads.influenced", 2),
+            ("partner:zoom", "nb.leads.influenced", 1),
+            ("partners", "nb.mqls.influenced", 1),
+            # U-shaped on L: FT a 40 %, LC c 40 %, middle b 20 %; L2: d 100 %
+            ("partner:slack", "nb.leads.attributed", 400_000 + 1_000_000),
+            ("partner:zoom", "nb.leads.attributed", 200_000),
+            ("partners", "nb.leads.attributed", 600_000 + 1_000_000),
+            ("all", "nb.leads.attributed", 2_000_000),
+            # W on O (100 000 cents): FT a 30 %, LC = OC c 60 %, middle b 10 %
+            ("partner:slack", "nb.cw.attributed_arr", 30_000),
+            ("partner:zoom", "nb.cw.attributed_arr", 10_000),
+            ("partners", "nb.cw.attributed_arr", 40_000),  # <= all
+            ("all", "nb.cw.attributed_arr", 100_000),
+            # influenced ARR once in partners although two partners touched O
+            ("partners", "nb.cw.influenced", 1),
+            ("partners", "nb.cw.influenced_arr", 100_000),
+            ("partner:slack", "nb.cw.influenced_arr", 100_000),
+            ("partner:zoom", "nb.cw.influenced_arr", 100_000),
+            # acquired: L2 by its LC d (slack) and its source (zoom): once in partners
+            ("partner:slack", "leads.acquired", 1),
+            ("partner:zoom", "leads.acquired", 1),
+            ("partners", "leads.acquired", 1),
+            ("all", "leads.acquired", 1),
+            # pipeline: P sourced by slack, referred by zoom
+            ("partners", "pipeline.sourced_deals", 1),
+            ("partners", "pipeline.sourced_arr", 50_000),
+            ("partners", "pipeline.referrals", 1),
+            ("partner:zoom", "pipeline.referrals", 1),
+            ("all", "pipeline.referrals", 1),
+            # performance: O (partner touchpoints) is one closed, won deal in partners
+            ("partners", "perf.partner.closed", 1),
+            ("partners", "perf.partner.won", 1),
+        ],
+    )
 
 
 # --- lookback window (PP_LOOKBACK_DAYS) ------------------------------------------
@@ -309,23 +343,33 @@ def test_lookback_window_limits_eligibility_per_conversion() -> None:
     engine = run(_lookback_case(), LOOKBACK)
     # lead creation (day 15), window [5, 15]: b, c; a is 15 days before
     assert credit(engine, "lead:L") == {"b": F(1, 2), "c": F(1, 2)}
-    assert value(engine, camp(dg("a")), "nb.leads.influenced") == 0
-    assert value(engine, camp(dg("b")), "nb.leads.influenced") == 1
-    # MQL (day 29), window [19, 29]: no touchpoint -> influenced nowhere
-    assert value(engine, "all", "nb.mqls.influenced") == 0
-    # W, window [10, 20] from creation: c (FT, and the lead's LC), d (OC).
-    # FT + LC = 60 %, OC 30 %, the unused middle 10 % by 3 position shares:
+    expect(
+        engine,
+        [
+            (camp(dg("a")), "nb.leads.influenced", 0),
+            (camp(dg("b")), "nb.leads.influenced", 1),
+            # MQL (day 29), window [19, 29]: no touchpoint -> influenced nowhere
+            ("all", "nb.mqls.influenced", 0),
+            # W, window [10, 20] from creation: c (FT, and the lead's LC), d (OC).
+            # FT + LC = 60 %, OC 30 %, the unused middle 10 % by 3 position shares:
+        ],
+    )
     # c 2/3, d 1/3
     assert credit(engine, "opportunity:O") == {"c": F(2, 3), "d": F(1, 3)}
     # S2 (day 25), window [15, 25]: d only
-    assert value(engine, camp(dg("d")), "nb.s2.influenced") == 1
-    assert value(engine, camp(dg("c")), "nb.s2.influenced") == 0
-    # closed-won (day 40), window [30, 40]: e on the edge only
-    assert value(engine, camp(dg("e")), "nb.cw.influenced") == 1
-    assert value(engine, camp(dg("d")), "nb.cw.influenced") == 0
-    # attributed ARR is the opportunity's credit (window from creation)
-    assert value(engine, camp(dg("c")), "nb.cw.attributed_arr") == 66_667
-    assert value(engine, camp(dg("d")), "nb.cw.attributed_arr") == 33_333
+    expect(
+        engine,
+        [
+            (camp(dg("d")), "nb.s2.influenced", 1),
+            (camp(dg("c")), "nb.s2.influenced", 0),
+            # closed-won (day 40), window [30, 40]: e on the edge only
+            (camp(dg("e")), "nb.cw.influenced", 1),
+            (camp(dg("d")), "nb.cw.influenced", 0),
+            # attributed ARR is the opportunity's credit (window from creation)
+            (camp(dg("c")), "nb.cw.attributed_arr", 66_667),
+            (camp(dg("d")), "nb.cw.attributed_arr", 33_333),
+        ],
+    )
 
 
 def test_lookback_is_off_by_default() -> None:
