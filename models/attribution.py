@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from fractions import Fraction
 
 from models.config import Weights
@@ -37,14 +38,99 @@ class Touchpoint:
         return scopes_of(self.campaign, self.partner, self.channel)
 
 
-def latest_at_or_before(points: Sequence[Touchpoint], moment: int) -> Touchpoint | None:
-    """The last touchpoint with `ts <= moment` (points sorted)."""
+Moment = tuple[int, str]
+"""A conversion moment as `(ts, event_id)` of the event that made it: "at or
+before" compares a touchpoint's `(ts, touch_id)` with it, the spec's one order."""
+
+
+class Position(StrEnum):
+    """A touchpoint's role in a position-based model.
+
+    The values are what the credit breakdown stores in Redis and prints, and
+    the keys of `Weights.positions` (a `StrEnum` member equals its value).
+    """
+
+    FT = "ft"
+    LC = "lc"
+    OC = "oc"
+    CW = "cw"
+    PENDING = "pending"
+    """Full Path's CW share while the opportunity is open: on its latest touchpoint."""
+    MIDDLE = "middle"
+    """A touchpoint between the key positions, holding none of them."""
+
+
+Positions = dict[Position, "Touchpoint | None"]
+
+
+def eligible(
+    points: Sequence[Touchpoint], moment: Moment, lookback_us: int | None
+) -> list[Touchpoint]:
+    """The touchpoints that count for a conversion at `moment` (points sorted):
+    at or before it, and not more than the lookback window before it."""
+    return within(points, None if lookback_us is None else moment[0] - lookback_us, moment)
+
+
+def within(points: Sequence[Touchpoint], start: int | None, end: Moment | None) -> list[Touchpoint]:
+    """The touchpoints from `start` (a timestamp, inclusive: a touchpoint exactly
+    on a lookback window's edge still counts) to `end` (at or before, by
+    `(ts, event_id)`); `None` leaves that side open.  Points sorted."""
+    found = []
+    for point in points:
+        if end is not None and (point.ts, point.touch_id) > end:
+            break
+        if start is None or point.ts >= start:
+            found.append(point)
+    return found
+
+
+def latest_at_or_before(points: Sequence[Touchpoint], moment: Moment) -> Touchpoint | None:
+    """The last touchpoint at or before `moment` by `(ts, event_id)` (points sorted)."""
     found = None
     for point in points:
-        if point.ts > moment:
+        if (point.ts, point.touch_id) > moment:
             break
         found = point
     return found
+
+
+def u_shaped_positions(points: Sequence[Touchpoint]) -> Positions:
+    """A lead's FT and LC: the first and last of its eligible touchpoints."""
+    return {
+        Position.FT: points[0] if points else None,
+        Position.LC: points[-1] if points else None,
+    }
+
+
+def w_shaped_positions(points: Sequence[Touchpoint], lc: Touchpoint | None) -> Positions:
+    """An opportunity's FT, LC, OC among its touchpoints eligible at creation.
+
+    FT and OC are the first and last eligible touchpoints; LC is the earliest
+    contact LC, held only if it is eligible itself (at or before creation,
+    inside the lookback window).
+    """
+    return {
+        Position.FT: points[0] if points else None,
+        Position.LC: lc if lc is not None and lc in points else None,
+        Position.OC: points[-1] if points else None,
+    }
+
+
+def full_path_positions(
+    points: Sequence[Touchpoint], lc: Touchpoint | None, created: Moment
+) -> Positions:
+    """W-shaped's FT, LC, OC plus CW, the latest eligible touchpoint.
+
+    `points` runs to the close (or to now while open), so OC is the latest
+    at or before creation rather than the last of them.  While the deal is
+    open CW is its *Pending* share (`position_roles(..., pending=True)`).
+    """
+    return {
+        Position.FT: points[0] if points else None,
+        Position.LC: lc if lc is not None and lc in points else None,
+        Position.OC: latest_at_or_before(points, created),
+        Position.CW: points[-1] if points else None,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +149,7 @@ class Shares:
 
 
 def allocate(
-    positions: Mapping[str, Touchpoint | None],
+    positions: Mapping[Position, Touchpoint | None],
     eligible: Sequence[Touchpoint],
     weights: Weights,
 ) -> Shares:
@@ -126,15 +212,25 @@ def scope_totals(parts: Iterable[tuple[Sequence[str], int]]) -> dict[str, int]:
     return totals
 
 
-def influenced_scopes(points: Iterable[Touchpoint], moment: int) -> set[str]:
-    """Scopes with at least one touchpoint at or before `moment`."""
-    return {scope for point in points if point.ts <= moment for scope in point.scopes}
+def influenced_scopes(
+    points: Sequence[Touchpoint], moment: Moment, lookback_us: int | None
+) -> set[str]:
+    """Scopes with at least one touchpoint eligible for the conversion at `moment`.
+
+    `partners` is among a partner touchpoint's scopes, so a conversion two
+    partners touched is in it once.
+    """
+    return {scope for point in eligible(points, moment, lookback_us) for scope in point.scopes}
 
 
-def position_roles(positions: Mapping[str, Touchpoint | None]) -> dict[Touchpoint, tuple[str, ...]]:
-    """Touchpoint → the positions it holds, for the "why this credit" breakdown."""
+def position_roles(
+    positions: Mapping[Position, Touchpoint | None], *, pending: bool = False
+) -> dict[Touchpoint, tuple[str, ...]]:
+    """Touchpoint → the positions it holds (their string values), for the
+    "why this credit" breakdown; `pending` shows CW as Pending (an open deal)."""
     roles: dict[Touchpoint, tuple[str, ...]] = {}
     for name, point in positions.items():
         if point is not None:
-            roles[point] = (*roles.get(point, ()), name)
+            shown = Position.PENDING if pending and name is Position.CW else name
+            roles[point] = (*roles.get(point, ()), shown.value)
     return roles

@@ -87,6 +87,10 @@ class EngineConfig(BaseModel):
     dormancy_days: int = Field(default=90, ge=1)
     activity_days: int = Field(default=30, ge=1)
     depth_threshold: int = Field(default=2, ge=1)
+    lookback_days: int | None = Field(default=None, ge=1)
+    """Lookback window (`PP_LOOKBACK_DAYS`): a touchpoint more than this many days
+    before a conversion's moment is not eligible for it; `None` (default) = off.
+    docs/attribution.md says which moment each model measures from."""
 
     @field_validator("naming_pattern")
     @classmethod
@@ -112,6 +116,11 @@ class EngineConfig(BaseModel):
     @property
     def qualifying_rank(self) -> int:
         return STAGE_ORDER[self.qualifying_stage]
+
+    @property
+    def lookback_us(self) -> int | None:
+        """The lookback window in microseconds (event time's unit), or None."""
+        return None if self.lookback_days is None else self.lookback_days * DAY_US
 
     @property
     def currencies(self) -> frozenset[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from models.attribution import Shares, Touchpoint
+from models.attribution import Position, Shares, Touchpoint
 
 if TYPE_CHECKING:
     from models.context import Context
@@ -126,7 +126,7 @@ def credit_lines(
             shares.credit(point),
             units[point],
             point.scopes,
-            positions.get(point, ("middle",)),
+            positions.get(point, (Position.MIDDLE.value,)),
             point.ts,
         )
         for point, share in shares.numerators.items()

@@ -55,6 +55,7 @@ SOURCE_PARTNER_COLUMNS: Final = ("Source_Partner__c", "Partner__c")
 REFERRAL_PARTNER_COLUMNS: Final = ("Referral_Partner__c",)
 PARTNER_COLUMNS: Final = ("Partner__c", "Campaign.Partner__c")
 CHANNEL_COLUMNS: Final = ("Campaign.Type", "Channel__c")
+GENERIC_STATUSES: Final = ("", "responded")
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,20 @@ def _touches(
             "occurred_at": iso_time(when),
             "lead_id": who,
             "campaign": campaign,
-            "action": (_get(row, "Status") or "responded").lower(),
         }
+        _put(event, "action", _action(_get(row, "Status")))
         _put(event, "partner", _first(row, PARTNER_COLUMNS))
         _put(event, "channel", _first(row, CHANNEL_COLUMNS).lower())
         out.append(event)
     return out
+
+
+def _action(status: str) -> str:
+    """The member status as the touch's `action`, or "" (a plain touch) for a
+    blank status or Salesforce's generic default `Responded`, which says no
+    more than that the member responded (SPEC §1: absent = a plain touch)."""
+    action = status.lower()
+    return "" if action in GENERIC_STATUSES else action
 
 
 def _opportunities(

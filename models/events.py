@@ -87,11 +87,15 @@ EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
 class Touch(BaseEvent):
+    """A lead's interaction with a campaign.  Without `action` it is a plain touch
+    (most CRM exports carry none): it counts for attribution and influence and
+    for no action-specific metric such as registrations or attendees."""
+
     type: Literal["touch"]
     lead_id: Ident
     campaign: Name
     channel: OptName = None
-    action: Name
+    action: OptName = None
     partner: OptIdent = None
     account_id: OptIdent = None
 

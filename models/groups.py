@@ -41,7 +41,7 @@ from models.events import (
     to_micros,
 )
 from models.output import unit_of
-from models.partners import normalise, partner_id, resolve, scopes_of
+from models.partners import PARTNERS, normalise, partner_id, resolve, scopes_of
 
 Metrics: TypeAlias = dict[MetricKey, int]
 T = TypeVar("T")
@@ -159,7 +159,8 @@ class Integration:
     def scopes(self) -> tuple[str, ...]:
         if self.partner is None:
             return ("all", f"integration:{self.name}")
-        return ("all", f"partner:{self.partner}", f"integration:{self.partner}/{self.name}")
+        partner = f"partner:{self.partner}"
+        return ("all", PARTNERS, partner, f"integration:{self.partner}/{self.name}")
 
     def active_runs(self, window: int) -> list[tuple[int, int]]:
         """The [first, end) day ranges in which the integration was active.
@@ -336,7 +337,7 @@ def campaign_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         metrics, scopes, "campaigns.spend", ctx.to_cents(entry.spend, ctx.config.reporting_currency)
     )
     if entry.goal is not None:
-        owners = [f"campaign:{campaign}"] + ([f"partner:{partner}"] if partner else [])
+        owners = [f"campaign:{campaign}"] + ([PARTNERS, f"partner:{partner}"] if partner else [])
         goal_metrics(
             metrics, owners, entry.goal, goal_period(entry.goal, ctx.parser.parse(campaign).period)
         )
@@ -403,7 +404,7 @@ def feedback_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         partner = partner_id(event.partner)
         if partner is None:
             continue
-        scopes = ("all", f"partner:{partner}")
+        scopes = ("all", PARTNERS, f"partner:{partner}")
         bump(metrics, scopes, "nps.responses")
         if event.score >= 9:
             bump(metrics, scopes, "nps.promoters")
@@ -425,7 +426,7 @@ def referral_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     partner = partner_id(sent[0].partner) if sent else None
     if partner is None:
         return metrics
-    scopes = ("all", f"partner:{partner}")
+    scopes = ("all", PARTNERS, f"partner:{partner}")
     outcomes = of_type(events, ReferralOutcome)
     statuses = {o.status for o in outcomes}
     bump(metrics, scopes, "referrals.sent")

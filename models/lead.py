@@ -13,12 +13,16 @@ from itertools import pairwise
 from typing import NamedTuple
 
 from models.attribution import (
+    Moment,
     Touchpoint,
     allocate,
+    eligible,
     influenced_scopes,
+    latest_at_or_before,
     position_roles,
     scope_totals,
     split_integer,
+    u_shaped_positions,
 )
 from models.config import DAY_US
 from models.context import Context
@@ -32,7 +36,7 @@ from models.contrib import (
     credit_lines,
 )
 from models.events import LeadCreated, LeadEvent, Mql, Touch
-from models.partners import normalise, partner_id
+from models.partners import PARTNERS, normalise, partner_id
 
 MICRO = 1_000_000
 """A lead conversion is split in millionths, so attributed conversions stay integers."""
@@ -41,7 +45,8 @@ ENGAGEMENT: dict[str, str] = {
     "registered": "campaigns.registrations",
     "attended": "campaigns.attendees",
 }
-"""Touch action → campaign engagement metric (a lead counts once per campaign)."""
+"""Touch action → campaign engagement metric (a lead counts once per campaign).
+A touch without `action` (a plain touch, stored as "") counts for none of them."""
 
 
 class TouchRecord(NamedTuple):
@@ -51,6 +56,7 @@ class TouchRecord(NamedTuple):
     touch_id: str
     campaign: str
     action: str
+    """Normalised `action`; "" for a plain touch (no `action`)."""
     partner: str | None
     channel: str | None
 
@@ -62,6 +68,11 @@ class Milestone(NamedTuple):
     event_id: str
     account_id: str | None = None
     source_partner: str | None = None
+
+    @property
+    def moment(self) -> Moment:
+        """`(ts, event_id)`: what "at or before" this milestone compares with."""
+        return self.ts, self.event_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,16 +147,16 @@ class LeadState(Subject):
     def contribute(self, ctx: Context) -> Contribution:
         """The lead's current contribution (not published); refreshes the snapshot."""
         points = touchpoints(self, ctx)
-        eligible = (
-            [p for p in points if p.ts <= self.created.ts] if self.created is not None else []
-        )
-        snapshot = LeadSnapshot(
-            self.key, self.account_id, tuple(points), eligible[-1] if eligible else None
-        )
+        created = self.created.moment if self.created is not None else None
+        # LC is a fact of the lead, whatever the window; the lookback only
+        # decides whether it (and the others) count for a given conversion.
+        lc = latest_at_or_before(points, created) if created is not None else None
+        snapshot = LeadSnapshot(self.key, self.account_id, tuple(points), lc)
         if snapshot != self.snapshot:
             self.snapshot = snapshot
             self.version += 1
-        return self._contribution(ctx, points, eligible)
+        window = eligible(points, created, ctx.config.lookback_us) if created is not None else []
+        return self._contribution(ctx, points, window)
 
     def outbox(self) -> list[tuple[str, int, LeadSnapshot]]:
         """(opportunity id, version, snapshot) for subscribers that lack the current one.
@@ -161,17 +172,22 @@ class LeadState(Subject):
         return [(opp, self.version, self.snapshot) for opp in due]
 
     def _contribution(
-        self, ctx: Context, points: list[Touchpoint], eligible: list[Touchpoint]
+        self, ctx: Context, points: list[Touchpoint], window: list[Touchpoint]
     ) -> Contribution:
+        """`window`: the touchpoints eligible at lead creation (U-shaped, acquisition)."""
         metrics = self.quality()
         credits = {}
+        lookback = ctx.config.lookback_us
         if self.created is not None:
             count_scopes(
-                metrics, influenced_scopes(points, self.created.ts), "nb.leads.influenced", 1
+                metrics,
+                influenced_scopes(points, self.created.moment, lookback),
+                "nb.leads.influenced",
+                1,
             )
-            if eligible:
-                positions = {"ft": eligible[0], "lc": eligible[-1]}
-                share = allocate(positions, eligible, ctx.config.u_shaped)
+            if window:
+                positions = u_shaped_positions(window)
+                share = allocate(positions, window, ctx.config.u_shaped)
                 micro = split_integer(MICRO, share)
                 add_scopes(
                     metrics,
@@ -179,11 +195,16 @@ class LeadState(Subject):
                     "nb.leads.attributed",
                 )
                 credits = credit_lines(share, micro, position_roles(positions))
-            acquirers = {eligible[-1].partner if eligible else None, self.created.source_partner}
+            acquirers = {window[-1].partner if window else None, self.created.source_partner}
             scopes = [f"partner:{p}" for p in sorted(a for a in acquirers if a is not None)]
-            count_scopes(metrics, ["all", *scopes] if scopes else [], "leads.acquired", 1)
-        if self.mql is not None:
-            count_scopes(metrics, influenced_scopes(points, self.mql.ts), "nb.mqls.influenced", 1)
+            count_scopes(metrics, ["all", PARTNERS, *scopes] if scopes else [], "leads.acquired", 1)
+        if self.mql is not None:  # counts with or without a `lead_created`
+            count_scopes(
+                metrics,
+                influenced_scopes(points, self.mql.moment, lookback),
+                "nb.mqls.influenced",
+                1,
+            )
         self._reengagements(ctx, metrics)
         self._engagement(points, metrics)
         for record in self.touches.values():

@@ -12,13 +12,17 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from models.attribution import (
+    Moment,
     Touchpoint,
     allocate,
+    eligible,
+    full_path_positions,
     influenced_scopes,
-    latest_at_or_before,
     position_roles,
     scope_totals,
     split_integer,
+    w_shaped_positions,
+    within,
 )
 from models.config import DAY_US, STAGE_ORDER
 from models.context import Context
@@ -34,7 +38,7 @@ from models.contrib import (
 )
 from models.events import OpportunityCreated, OpportunityEvent
 from models.lead import LeadSnapshot
-from models.partners import normalise, partner_id
+from models.partners import PARTNERS, normalise, partner_id
 
 
 class Created(NamedTuple):
@@ -47,6 +51,11 @@ class Created(NamedTuple):
     currency: str
     source_partner: str | None
     referral_partner: str | None
+
+    @property
+    def moment(self) -> Moment:
+        """`(ts, event_id)`: what "at or before" creation compares with."""
+        return self.ts, self.event_id
 
 
 class Amount(NamedTuple):
@@ -62,9 +71,10 @@ class OpportunityState(Subject):
     created: Created | None = None
     contacts: set[str] = field(default_factory=set)
     amount: Amount | None = None
-    qualified: int | None = None
-    won: int | None = None
-    lost: int | None = None
+    qualified: Moment | None = None
+    """The first time, by `(ts, event_id)`, a stage at or after the qualifying one was reached."""
+    won: Moment | None = None
+    lost: Moment | None = None
     leads: dict[str, tuple[int, LeadSnapshot]] = field(default_factory=dict)
 
     def ingest(self, event: OpportunityEvent, ctx: Context, position: int) -> bool:
@@ -90,13 +100,17 @@ class OpportunityState(Subject):
             if self.created is None or created[:2] < self.created[:2]:
                 self.created = created
             return True
+        # The ladder S1 < … < S5 < closed_won: any rung at or after the
+        # qualifying stage reaches it (a win without stages too); closed_lost
+        # is off the ladder.  The earliest counts, so a regression undoes nothing.
+        moment = (ts, event.event_id)
         rank = STAGE_ORDER.get(event.stage)
         if rank is not None and rank >= ctx.config.qualifying_rank:
-            self.qualified = _min(self.qualified, ts)
+            self.qualified = _earliest(self.qualified, moment)
         if event.stage == "closed_won":
-            self.won = _min(self.won, ts)
+            self.won = _earliest(self.won, moment)
         elif event.stage == "closed_lost":
-            self.lost = _min(self.lost, ts)
+            self.lost = _earliest(self.lost, moment)
         return True
 
     def receive(self, version: int, snapshot: LeadSnapshot, cause: str) -> bool:
@@ -142,27 +156,32 @@ class OpportunityState(Subject):
         prefix = "nb" if created.business == "new_business" else "ex"
         metrics = self.quality()
         attributed = scope_totals((line.scopes, line.units) for line in credits.values())
-        for stage, moment in (("s2", self.qualified), ("cw", self.won)):
+        for stage, moment in (("s2", _pair(self.qualified)), ("cw", _pair(self.won))):
             if moment is None:
                 continue
-            scopes = influenced_scopes(pooled, moment)
+            scopes = influenced_scopes(pooled, moment, ctx.config.lookback_us)
             count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced", 1)
             count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced_arr", cents)
             add_scopes(metrics, attributed, f"{prefix}.{stage}.attributed_arr")
         if created.referral_partner:
-            count_scopes(
-                metrics, ("all", f"partner:{created.referral_partner}"), "pipeline.referrals", 1
-            )
+            referred = ("all", PARTNERS, f"partner:{created.referral_partner}")
+            count_scopes(metrics, referred, "pipeline.referrals", 1)
         if created.source_partner:
-            sourced = ("all", f"partner:{created.source_partner}")
+            sourced = ("all", PARTNERS, f"partner:{created.source_partner}")
             count_scopes(metrics, sourced, "pipeline.sourced_deals", 1)
             count_scopes(metrics, sourced, "pipeline.sourced_arr", cents)
             if self.won is not None:
                 count_scopes(metrics, sourced, "pipeline.sourced_won_arr", cents)
-        self._performance(pooled, metrics)
+        self._performance(ctx, pooled, metrics)
         return Contribution(metrics, credits)
 
-    def _performance(self, pooled: list[Touchpoint], metrics: dict[MetricKey, int]) -> None:
+    def _close(self) -> Moment | None:
+        """The earliest `closed_won` (a win is never undone), else the earliest `closed_lost`."""
+        return _pair(self.won) or _pair(self.lost)
+
+    def _performance(
+        self, ctx: Context, pooled: list[Touchpoint], metrics: dict[MetricKey, int]
+    ) -> None:
         """Closed, won and days to close, for partner-involved deals beside all others.
 
         Partner-involved: a partner touchpoint at or before the close, or a
@@ -170,48 +189,58 @@ class OpportunityState(Subject):
         deal, and `all` counts it once on its side.  The close is the earliest
         `closed_won` if any (a win is never undone), else the earliest
         `closed_lost`; cycle days are whole days from creation to the close.
+        The close is the conversion the touchpoints must be eligible for
+        (lookback included); `partners` counts an involved deal once.
         """
-        close = self.won if self.won is not None else self.lost
+        close = self._close()
         created = self.created
         if close is None or created is None:
             return
-        partners = {p.partner for p in pooled if p.partner is not None and p.ts <= close}
+        window = eligible(pooled, close, ctx.config.lookback_us)
+        partners = {p.partner for p in window if p.partner is not None}
         partners.update(p for p in (created.source_partner, created.referral_partner) if p)
         side = "perf.partner" if partners else "perf.other"
-        scopes = ["all", *(f"partner:{p}" for p in sorted(partners))]
+        scopes = [
+            "all",
+            *([PARTNERS] if partners else []),
+            *(f"partner:{p}" for p in sorted(partners)),
+        ]
         count_scopes(metrics, scopes, f"{side}.closed", 1)
         count_scopes(metrics, scopes, f"{side}.won", int(self.won is not None))
-        count_scopes(metrics, scopes, f"{side}.cycle_days", max(0, (close - created.ts) // DAY_US))
+        days = max(0, (close[0] - created.ts) // DAY_US)
+        count_scopes(metrics, scopes, f"{side}.cycle_days", days)
 
     def _credits(
         self, ctx: Context, pooled: list[Touchpoint], lc: Touchpoint | None, cents: int
     ) -> dict[str, CreditLine]:
-        """W-shaped (bounded by creation) or Full Path (bounded by close, else Pending)."""
+        """W-shaped (bounded by creation) or Full Path (bounded by close, else Pending).
+
+        The lookback window is measured back from creation for both models:
+        the opportunity's credit is one allocation, shared by its S2 and
+        closed-won ARR, and creation is the moment both models bound by.
+        """
         assert self.created is not None
+        created, lookback = self.created.moment, ctx.config.lookback_us
         if ctx.config.model == "full-path":
-            close = self.won if self.won is not None else self.lost
-            eligible = pooled if close is None else [p for p in pooled if p.ts <= close]
-            closing = eligible[-1] if eligible else None
-            positions = {
-                "ft": eligible[0] if eligible else None,
-                "lc": lc if lc is not None and lc in eligible else None,
-                "oc": latest_at_or_before(eligible, self.created.ts),
-                "cw": closing,
-            }
-            roles = position_roles(positions)
-            if close is None and closing is not None:
-                roles[closing] = tuple("pending" if r == "cw" else r for r in roles[closing])
+            close = self._close()
+            start = None if lookback is None else created[0] - lookback
+            points = within(pooled, start, close)
+            positions = full_path_positions(points, lc, created)
+            roles = position_roles(positions, pending=close is None)
         else:
-            eligible = [p for p in pooled if p.ts <= self.created.ts]
-            positions = {
-                "ft": eligible[0] if eligible else None,
-                "lc": lc if lc is not None and lc.ts <= self.created.ts else None,
-                "oc": eligible[-1] if eligible else None,
-            }
+            points = eligible(pooled, created, lookback)
+            positions = w_shaped_positions(points, lc)
             roles = position_roles(positions)
-        share = allocate(positions, eligible, ctx.config.opportunity_weights)
+        share = allocate(positions, points, ctx.config.opportunity_weights)
         return credit_lines(share, split_integer(cents, share), roles)
 
 
-def _min(held: int | None, ts: int) -> int:
-    return ts if held is None or ts < held else held
+def _earliest(held: Moment | None, new: Moment) -> Moment:
+    held = _pair(held)
+    return new if held is None or new < held else held
+
+
+def _pair(held: Moment | None) -> Moment | None:
+    """`held` as a tuple: a state restored by the worker's JSON codec holds the
+    `(ts, event_id)` pair as a list, which does not compare with tuples."""
+    return None if held is None else (held[0], held[1])

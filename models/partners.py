@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-NO_PARTNER = frozenset({"", "none", "na", "n-a", "-"})
+NO_PARTNER = "none"
+"""The one "no partner" marker (any case) of SPEC §2; a blank means the same.
+Not `na`, `n-a` or `-`: the spec names only `none`, and `na` is a region code
+in the naming convention's own example (docs/attribution.md)."""
+
+PARTNERS = "partners"
+"""The any-partner scope (SPEC §4): every touchpoint that has a partner is in it,
+so a conversion counts there once however many partners touched it."""
 
 
 def normalise(name: str | None) -> str | None:
@@ -24,9 +31,9 @@ def normalise(name: str | None) -> str | None:
 
 
 def partner_id(name: str | None) -> str | None:
-    """A normalised partner id; `None` for absent, blank or a "no partner" marker."""
+    """A normalised partner id; `None` for absent, blank or `none` (any case)."""
     partner = normalise(name)
-    return None if partner is None or partner in NO_PARTNER else partner
+    return None if partner is None or partner == NO_PARTNER else partner
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,23 +79,30 @@ def resolve(
     partner: str | None,
     channel: str | None,
 ) -> tuple[str | None, str | None]:
-    """(partner, channel) of a touch; all arguments already normalised."""
+    """(partner, channel) of a touch; all arguments already normalised.
+
+    An explicit `none` in the touch's `partner` stops the search; an absent
+    one falls back to the registry entry, then the name.  A registry entry
+    saying `none` is held as no partner (`None`) and so falls back to the
+    name: the spec stops the search only on the touch's own field.  The
+    channel is the touch's, else the name's.
+    """
     parsed = parser.parse(campaign)
-    if partner is None:  # an explicit "none" on the touch overrides, absence falls back
+    if partner is None:
         partner = registry.get(campaign) or parsed.partner
     return partner_id(partner), channel or parsed.channel
 
 
 @lru_cache(maxsize=1 << 16)
 def scopes_of(campaign: str, partner: str | None, channel: str | None) -> tuple[str, ...]:
-    """`all`, then the campaign, partner and channel scopes where present.
+    """`all`, then the campaign, `partners` and partner, and channel scopes where present.
 
     One definition for a touchpoint and for a campaign's own numbers (spend,
     impressions), so both land in exactly the same scopes.
     """
     scopes = ["all", f"campaign:{campaign}"]
     if partner:
-        scopes.append(f"partner:{partner}")
+        scopes += (PARTNERS, f"partner:{partner}")
     if channel:
         scopes.append(f"channel:{channel}")
     return tuple(scopes)

@@ -55,7 +55,7 @@ EXPECTED = [
         "occurred_at": "2026-02-16T08:00:00+00:00",
         "lead_id": "003B",
         "campaign": "2026Q1_dg_none_email_na_nurture",
-        "action": "responded",
+        # Status "Responded" is Salesforce's generic default: a plain touch, no action
     },
     {
         "event_id": "sf-opp-006A",

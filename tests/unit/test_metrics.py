@@ -187,12 +187,13 @@ def test_campaign_engagement_reach_spend_goal_and_rates() -> None:
         topped_up,  # the later entry is in force: spend 2000.00
         event("campaign_stats", "st2", 20, campaign=launch, impressions=5000, clicks=40),
         event("campaign_stats", "st1", 10, campaign=launch, impressions=1000, clicks=10),
-        touch("t1", "L1", 1, launch),  # registered
+        touch("t1", "L1", 1, launch, action="registered"),
         touch("t2", "L1", 2, launch, action="attended"),
         touch("t3", "L1", 3, launch, action="Attended"),  # same lead again: once
         created("c1", "L1", 4),
-        touch("t4", "L2", 1, launch),
+        touch("t4", "L2", 1, launch, action="Registered"),
         created("c2", "L2", 5),
+        touch("t6", "L4", 1, launch),  # a plain touch (no action): not a registration
         touch("t5", "L3", 1, launch, action="clicked"),  # not a registration
         opp("o", "O", 6, ["L1"], arr=5000),
         stage("w", "O", 8, "closed_won"),

@@ -40,6 +40,17 @@ def test_valid_touch_keeps_the_offset_in_event_time() -> None:
     assert event.ts == (1772355600 * 1_000_000)
 
 
+def test_action_is_optional() -> None:
+    # SPEC §1: `action` is optional (absent = a plain touch); blank is absent
+    for raw in (encoded(action=None), encoded(action="  ")):
+        event = parse_event(raw)
+        assert isinstance(event, Touch)
+        assert event.action is None
+    event = parse_event(encoded(action="Webinar Q&A"))  # "or other": any name
+    assert isinstance(event, Touch)
+    assert event.action == "Webinar Q&A"
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -49,7 +60,8 @@ def test_valid_touch_keeps_the_offset_in_event_time() -> None:
         (b"null", ("not_an_object", None)),
         (b'{"event_id": "x"}', ("missing_type", "type")),
         (encoded(type="page_view"), ("unknown_type", "type")),
-        (encoded(action=None), ("missing_field", "action")),
+        (encoded(campaign=None), ("missing_field", "campaign")),
+        (encoded(action=17), ("invalid_field", "action")),
         (encoded(lead_id=None), ("missing_field", "lead_id")),
         (encoded(occurred_at="2026-03-01T10:00:00"), ("invalid_field", "occurred_at")),
         (encoded(occurred_at="yesterday"), ("invalid_field", "occurred_at")),

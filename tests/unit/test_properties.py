@@ -55,9 +55,11 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
             "type": "touch",
             "lead_id": draw(st.sampled_from(LEADS)),
             "campaign": draw(st.sampled_from(CAMPAIGNS)),
-            "action": draw(st.sampled_from(["registered", "attended", "clicked", "visited"])),
             "occurred_at": draw(when),
         }
+        action = draw(st.sampled_from([None, None, "registered", "attended", "clicked"]))
+        if action is not None:  # most touches are plain (no `action`), as in CRM exports
+            touch["action"] = action
         if draw(st.integers(0, 5)) == 0:
             touch["partner"] = draw(st.sampled_from(["hubspot", "Slack ", "none"]))
         if draw(st.integers(0, 5)) == 0:
@@ -199,6 +201,8 @@ configs = st.sampled_from(
         EngineConfig(model="full-path"),
         EngineConfig(mapping="account"),
         EngineConfig(activity_days=3, depth_threshold=1),
+        EngineConfig(lookback_days=7),
+        EngineConfig(model="full-path", lookback_days=7),
     ]
 )
 
@@ -230,6 +234,26 @@ def test_credits_sum_to_one_and_cents_to_arr(
         if lines:
             assert sum((line.credit for line in lines.values()), Fraction(0)) == 1
             assert sum(line.units for line in lines.values()) == MICRO
+
+
+@EXAMPLES
+@given(raw=events(), config=configs)
+def test_partners_is_the_deduplicated_partner_total(
+    raw: list[dict[str, Any]], config: EngineConfig
+) -> None:
+    """SPEC §4: `partners` never exceeds `all`, nor the sum of the partner rows,
+    and is at least the largest partner row (a conversion counts once there)."""
+    engine = Engine(config)
+    engine.run(parsed(raw))
+    metrics = {m for _, m in engine.totals if not m.startswith(("dq.", "goal."))}
+    for metric in metrics:
+        rows = [
+            v for (s, m), v in engine.totals.items() if m == metric and s.startswith("partner:")
+        ]
+        partners = engine.totals.get(("partners", metric), 0)
+        assert max(rows, default=0) <= partners <= sum(rows), metric
+        if metric.startswith(("nb.", "ex.", "pipeline.", "leads.", "perf.partner.")):
+            assert partners <= engine.totals.get(("all", metric), 0), metric
 
 
 @EXAMPLES

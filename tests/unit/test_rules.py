@@ -62,8 +62,7 @@ def touch(eid: str, lead: str, day: float, campaign: str | None = None, **extra:
         "lead_id": lead,
         "occurred_at": at(day),
         "campaign": campaign if campaign is not None else dg(eid),
-        "action": "registered",
-        **extra,
+        **extra,  # no `action`: a plain touch, as most CRM exports send them
     }
 
 
@@ -433,7 +432,8 @@ def _case5(closing: str = "closed_won") -> list[Raw]:
         opp("o", "O", 4.5, ["L"]),
         touch("e", "L", 5),
         touch("f", "L", 6),
-        stage("close", "O", 6, closing),  # f at the closing instant: inclusive
+        # f at the closing instant: at or before it, as ("f") < ("z-close") by event id
+        stage("z-close", "O", 6, closing),
         touch("g", "L", 7),
     ]
 
@@ -676,10 +676,10 @@ def test_largest_remainder_cents_tie_to_earlier_touchpoint() -> None:
         [
             touch("t4", "L", 1),
             touch("t3", "L", 2),
-            created("lc", "L", 2),
+            created("z-lc", "L", 2),  # same instant as t3, after it by event id
             touch("t2", "L", 3),
             touch("t1", "L", 4),
-            opp("o", "O", 4, ["L"], arr=1000.01),
+            opp("z-o", "O", 4, ["L"], arr=1000.01),  # likewise after t1
             stage("s2", "O", 5, "S2"),
             # 1/3 each of 2 cents: 0.67 x 3 -> floors 0, two spare cents to the earliest two
             touch("m1", "M", 1),
@@ -1040,10 +1040,13 @@ def test_partner_precedence() -> None:
         touch("p5", "P5", 1, dg("p5")),  # name says none
         touch("p6", "P6", 1, ptnr("zoom", "p6"), partner="stripe"),  # field beats registry
         touch("p7", "P7", 1, "Spring Promo"),  # registry applies to any name
+        # SPEC §2 knows one "no partner" value, `none` (any case): `na` and
+        # `n-a` are partner ids like any other (`na` is also a region code)
         touch("p8", "P8", 1, ptnr("na", "p8")),
-        touch("p9", "P9", 1, ptnr("-", "p9"), partner="N-A"),
+        touch("p9", "P9", 1, ptnr("slack", "p9"), partner="N-A"),
+        touch("p10", "P10", 1, ptnr("slack", "p10"), partner="NoNe"),  # any case stops it
     ]
-    events += [created(f"c{i}", f"P{i}", 2) for i in range(1, 10)]
+    events += [created(f"c{i}", f"P{i}", 2) for i in range(1, 11)]
     engine = run(events)
     partners = {
         s: v
@@ -1056,11 +1059,14 @@ def test_partner_precedence() -> None:
         "partner:hubspot": 1,
         "partner:stripe": 1,
         "partner:okta": 1,
+        "partner:na": 1,
+        "partner:n-a": 1,
     }
-    assert value(engine, "all", "nb.leads.influenced") == 9
+    assert value(engine, "all", "nb.leads.influenced") == 10
     # channel: the touch's field, else the name's channel group
     assert value(engine, "channel:event", "nb.leads.influenced") == 1
-    assert value(engine, "channel:webinar", "nb.leads.influenced") == 6  # p2 p3 p4 p6 p8 p9
+    # p2 p3 p4 p6 p8 p9 p10
+    assert value(engine, "channel:webinar", "nb.leads.influenced") == 7
     assert value(engine, "channel:paid-social", "nb.leads.influenced") == 1
 
 
@@ -1184,7 +1190,7 @@ def test_event_time_uses_the_offset() -> None:
             {**touch("y", "L", 0), "occurred_at": "2026-01-01T10:00:00+02:00"},
             created("lc", "L", 1),
             touch("x", "L", 2),
-            opp("o", "O", 2, ["L"]),
+            opp("z-o", "O", 2, ["L"]),  # same instant as x, after it by event id
         ]
     )
     # FT y, LC z, OC x, no middle: 1/3 each; U: FT y, LC z 50/50

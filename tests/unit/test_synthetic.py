@@ -238,3 +238,13 @@ def test_zero_leads_and_tiny_spans_still_work() -> None:
 def test_config_is_validated(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SyntheticConfig(seed=1, **kwargs)  # type: ignore[arg-type]
+
+
+def test_most_touches_are_plain_and_some_register_or_attend() -> None:
+    """SPEC §1: `action` is optional; the generator sends it as CRM exports do,
+    on sign-ups and attendance only, so most touches carry none."""
+    touches = [item for item in events(stream()) if item["type"] == "touch"]
+    actions = Counter(item.get("action") for item in touches)
+    assert actions[None] > len(touches) / 2
+    assert actions["registered"] > 0 and actions["attended"] > 0
+    assert set(actions) == {None, "registered", "attended"}
