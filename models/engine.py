@@ -1,25 +1,33 @@
-"""The in-memory engine: keyed subjects wired together, deltas out.
+"""The engine: keyed subjects wired together, over a subject store and an exchange.
 
-`Engine` is the batch oracle's whole machinery and the reference wiring for
-the streaming agents: each agent owns one kind of subject for its partitions
-and forwards what `Engine` forwards in memory (lead snapshots to
-opportunities, subscriptions to leads) through Kafka topics instead.
+There is one engine.  The batch oracle (`recompute`), the property tests and
+the streaming worker all run `Engine`; they differ only in two things it is
+given:
+
+- its `SubjectStore`, where subjects live: `MemorySubjects` (every subject of
+  the file) for the oracle, the worker's cache of subjects loaded from Redis
+  (streams/state) for a batch;
+- its `Exchange`, how a subject reaches a subject under another key (a lead's
+  snapshot to the opportunities that list it, an opportunity's subscription to
+  its contact leads, a campaign registry entry to every lead):
+  `Direct` delivers back into the same engine at once; the worker's exchange
+  produces the messages to the internal Kafka topics, and the receiving
+  worker hands them to its engine's `subscribe`, `receive` and `on_registry`.
 
 `ingest` only records an event (cheap); `settle` recomputes the subjects the
-ingested events touched and returns the deltas.  The streaming path settles
-once per `stream.take()` batch, the batch oracle once per file, property
-tests after every event: all three give the same totals.
+ingested events touched.  The worker settles once per batch, the oracle once
+per file, property tests after every event: all three give the same totals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Final, Protocol
 
 from models.config import EngineConfig
 from models.context import Context
-from models.contrib import Deltas, MetricKey, Subject, merge
 from models.events import (
     Campaign,
     Event,
@@ -32,38 +40,167 @@ from models.events import (
     route,
 )
 from models.groups import GroupState, group_key
-from models.lead import LeadState
+from models.lead import LeadSnapshot, LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection
 from models.partners import normalise, partner_id
+from models.subject import Contribution, Deltas, MetricKey, Subject, merge
+
+GROUP: Final = "group:"
+"""Kind prefix of a group (models/groups.py) among the subjects of one key."""
+
+Publish = Callable[[str, Subject, Contribution], None]
+"""Called for every settled subject: (its name, the subject still holding the
+contribution it published last, its new contribution)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RegistryEntry:
+    """A campaign registry entry: the partner it gives the campaign's touches."""
+
     ts: int
     event_id: str
     partner: str | None
 
 
-class Engine:
-    """Every subject of one event stream, and the running totals of its deltas."""
+class Registry:
+    """Campaign -> the registry entry in force: the latest by `(occurred_at, event_id)`.
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    The only place that rule lives.  The partner in force is mirrored into the
+    context, where touchpoints resolve their partner.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.entries: dict[str, RegistryEntry] = {}
+
+    def offer(self, campaign: str, entry: RegistryEntry) -> bool:
+        """Keep `entry` unless a later one is held; True if `entry` is in force.
+
+        True also when it was in force already: the caller re-settles the
+        campaign's leads on True, and a worker may have loaded the entry (at
+        start, or with the campaign's own event) before its broadcast reached
+        the leads.
+        """
+        held = self.entries.get(campaign)
+        if held is not None and (held.ts, held.event_id) > (entry.ts, entry.event_id):
+            return False
+        self.entries[campaign] = entry
+        self.ctx.registry[campaign] = entry.partner
+        return True
+
+
+class SubjectStore(Protocol):
+    """Where an engine's subjects live, and the campaign -> leads index.
+
+    `others` maps a Kafka key of the extension topics to its subjects by kind:
+    the topic's subject (deduplication and data quality) under the topic name,
+    and the event's group under `group:<family>`.
+    """
+
+    leads: dict[str, LeadState]
+    opportunities: dict[str, OpportunityState]
+    others: dict[str, dict[str, Subject]]
+
+    def index_campaign(self, campaign: str, lead_id: str) -> None:
+        """`lead_id` touched `campaign` (its leads re-settle on a registry entry)."""
+
+    def campaign_leads(self, campaign: str) -> Iterable[str]:
+        """The leads of `campaign` this engine holds."""
+
+
+class Exchange(Protocol):
+    """How a subject reaches subjects under other keys."""
+
+    def snapshot(
+        self, opportunities: Sequence[str], version: int, snapshot: LeadSnapshot, cause: str
+    ) -> None:
+        """A lead's snapshot for the opportunities that lack its `version`."""
+
+    def subscribe(self, lead_id: str, opportunity_id: str) -> None:
+        """An opportunity lists `lead_id` as a contact and needs its snapshots."""
+
+    def registry(self, campaign: str, entry: RegistryEntry) -> None:
+        """A registry entry now in force, for every lead of the campaign."""
+
+
+@dataclass(slots=True)
+class MemorySubjects:
+    """Every subject in memory (the batch oracle, tests)."""
+
+    leads: dict[str, LeadState] = field(default_factory=dict)
+    opportunities: dict[str, OpportunityState] = field(default_factory=dict)
+    others: dict[str, dict[str, Subject]] = field(default_factory=dict)
+    campaigns: dict[str, set[str]] = field(default_factory=dict)
+
+    def index_campaign(self, campaign: str, lead_id: str) -> None:
+        self.campaigns.setdefault(campaign, set()).add(lead_id)
+
+    def campaign_leads(self, campaign: str) -> Iterable[str]:
+        return self.campaigns.get(campaign, ())
+
+
+class Direct:
+    """The in-memory exchange: delivers into the same engine at once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def snapshot(
+        self, opportunities: Sequence[str], version: int, snapshot: LeadSnapshot, cause: str
+    ) -> None:
+        for opp_id in opportunities:
+            self.engine.receive(opp_id, version, snapshot, cause)
+
+    def subscribe(self, lead_id: str, opportunity_id: str) -> None:
+        self.engine.subscribe(lead_id, opportunity_id)
+
+    def registry(self, campaign: str, entry: RegistryEntry) -> None:
+        self.engine.on_registry(campaign, entry)
+
+
+@dataclass(slots=True)
+class Settled:
+    """The keys one `settle` recomputed, by kind (the worker saves their state)."""
+
+    leads: list[str] = field(default_factory=list)
+    opportunities: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Every rule of wiring subjects together, and the running totals of its deltas."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        subjects: SubjectStore | None = None,
+        exchange: Exchange | None = None,
+    ) -> None:
         self.ctx = Context(config or EngineConfig())
-        self.leads: dict[str, LeadState] = {}
-        self.opportunities: dict[str, OpportunityState] = {}
-        self.others: dict[tuple[str, str], Subject] = {}
-        self.groups: dict[tuple[str, str], GroupState] = {}
-        self.registry: dict[str, RegistryEntry] = {}
+        self.subjects: SubjectStore = subjects if subjects is not None else MemorySubjects()
+        self.exchange: Exchange = exchange if exchange is not None else Direct(self)
+        self.registry = Registry(self.ctx)
         self.totals: dict[MetricKey, int] = {}
-        self._campaign_leads: dict[str, set[str]] = {}
         self._account_leads: dict[str, set[str]] = {}
         self._account_opportunities: dict[str, set[str]] = {}
         self._dirty_leads: set[str] = set()
         self._dirty_opportunities: set[str] = set()
-        self._dirty_others: set[tuple[str, str]] = set()
-        self._dirty_groups: set[tuple[str, str]] = set()
+        self._dirty_others: set[str] = set()
         self._position = 0
+
+    @property
+    def leads(self) -> dict[str, LeadState]:
+        return self.subjects.leads
+
+    @property
+    def opportunities(self) -> dict[str, OpportunityState]:
+        return self.subjects.opportunities
+
+    @property
+    def others(self) -> dict[str, dict[str, Subject]]:
+        return self.subjects.others
 
     # --- input -------------------------------------------------------------
 
@@ -80,11 +217,29 @@ class Engine:
             self._ingest_lead(event, position)
         elif isinstance(event, OpportunityCreated | OpportunityStage):
             self._ingest_opportunity(event, position)
-        elif self._other(route(event)).admit(event.event_id, event.ts, position):
-            # a topic's subject admits (deduplicates and counts), its group computes
-            if isinstance(event, Campaign):
-                self._ingest_registry(event)
-            self._ingest_group(event)
+        else:
+            self._ingest_other(event, position)
+
+    def subscribe(self, lead_id: str, opp_id: str) -> None:
+        """An opportunity lists the lead as a contact: the lead sends it snapshots."""
+        lead = self._lead(lead_id)
+        if opp_id not in lead.subscribers:
+            lead.subscribe(opp_id)
+            self._dirty_leads.add(lead_id)
+
+    def receive(self, opp_id: str, version: int, snapshot: LeadSnapshot, cause: str) -> None:
+        """A contact lead's snapshot reaches the opportunity."""
+        if self._opportunity(opp_id).receive(version, snapshot, cause):
+            self._dirty_opportunities.add(opp_id)
+
+    def on_registry(self, campaign: str, entry: RegistryEntry) -> None:
+        """A registry entry reaches the leads: the campaign's leads re-settle under it
+        (the partner of a touch is decided by the latest entry, retroactively)."""
+        if not self.registry.offer(campaign, entry):
+            return
+        for lead_id in self.subjects.campaign_leads(campaign):
+            self.leads[lead_id].cause = entry.event_id
+            self._dirty_leads.add(lead_id)
 
     def reject(self, rejection: Rejection) -> Deltas:
         """Count a dead letter (the caller publishes it)."""
@@ -94,30 +249,46 @@ class Engine:
         self._add(out)
         return out
 
+    # --- settling ----------------------------------------------------------
+
     def settle(self) -> Deltas:
-        """Recompute every subject touched since the last settle; leads first."""
+        """Recompute every subject touched since the last settle; their deltas."""
         out = Deltas()
+
+        def publish(name: str, subject: Subject, new: Contribution) -> None:
+            out.extend(subject.publish(name, new))
+
+        self.settle_into(publish)
+        self._add(out)
+        return out
+
+    def settle_into(self, publish: Publish) -> Settled:
+        """Recompute every subject touched since the last settle, leads first (their
+        snapshots reach opportunities), handing each new contribution to `publish`."""
+        settled = Settled()
+        ctx = self.ctx
         while self._dirty_leads or self._dirty_opportunities:
             dirty, self._dirty_leads = self._dirty_leads, set()
             for lead_id in sorted(dirty):
                 lead = self.leads[lead_id]
-                out.extend(lead.settle(self.ctx))
+                publish(f"lead:{lead_id}", lead, lead.contribute(ctx))
                 self._index_account(lead)
-                for opp_id, version, snapshot in lead.outbox():
-                    if self.opportunities[opp_id].receive(version, snapshot, lead.cause):
-                        self._dirty_opportunities.add(opp_id)
+                due = lead.outbox()
+                if due:
+                    _, version, snapshot = due[0]
+                    self.exchange.snapshot([o for o, _, _ in due], version, snapshot, lead.cause)
+                settled.leads.append(lead_id)
             dirty, self._dirty_opportunities = self._dirty_opportunities, set()
             for opp_id in sorted(dirty):
-                out.extend(self.opportunities[opp_id].settle(self.ctx))
-        for topic, key in sorted(self._dirty_others):
-            subject = self.others[(topic, key)]
-            out.extend(subject.publish(f"{topic}:{key}", subject.contribute(self.ctx)))
+                opp = self.opportunities[opp_id]
+                publish(f"opportunity:{opp_id}", opp, opp.contribute(ctx))
+                settled.opportunities.append(opp_id)
+        for key in sorted(self._dirty_others):
+            for kind, subject in self.others[key].items():
+                publish(f"{kind.removeprefix(GROUP)}:{key}", subject, subject.contribute(ctx))
+            settled.others.append(key)
         self._dirty_others.clear()
-        for family_key in sorted(self._dirty_groups):
-            out.extend(self.groups[family_key].settle(self.ctx))
-        self._dirty_groups.clear()
-        self._add(out)
-        return out
+        return settled
 
     def apply(self, event: Event, position: int | None = None) -> Deltas:
         """Ingest and settle one event: the fully incremental step."""
@@ -138,7 +309,11 @@ class Engine:
     def credits(self) -> dict[str, dict[str, Fraction]]:
         """Subject → touch id → credit, for every subject with credit."""
         out: dict[str, dict[str, Fraction]] = {}
-        for prefix, subjects in (("lead", self.leads), ("opportunity", self.opportunities)):
+        kinds: tuple[tuple[str, dict[str, LeadState] | dict[str, OpportunityState]], ...] = (
+            ("lead", self.leads),
+            ("opportunity", self.opportunities),
+        )
+        for prefix, subjects in kinds:
             for key, subject in subjects.items():
                 lines = subject.contribution.credits
                 if lines:
@@ -153,34 +328,22 @@ class Engine:
             lead = self.leads[lead_id] = LeadState(lead_id)
         return lead
 
-    def _other(self, key: tuple[str, str]) -> Subject:
-        self._dirty_others.add(key)
-        subject = self.others.get(key)
-        if subject is None:
-            subject = self.others[key] = Subject(key[1])
-        return subject
-
-    def _ingest_group(self, event: OtherEvent) -> None:
-        key = group_key(event)
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = GroupState(key[1], family=key[0])
-        if group.ingest(event):
-            self._dirty_groups.add(key)
+    def _opportunity(self, opp_id: str) -> OpportunityState:
+        opp = self.opportunities.get(opp_id)
+        if opp is None:
+            opp = self.opportunities[opp_id] = OpportunityState(opp_id)
+        return opp
 
     def _ingest_lead(self, event: Touch | LeadCreated | Mql, position: int) -> None:
         lead = self._lead(event.lead_id)
         self._dirty_leads.add(lead.key)
         if lead.ingest(event, position) and isinstance(event, Touch):
-            campaign = normalise(event.campaign) or ""
-            self._campaign_leads.setdefault(campaign, set()).add(lead.key)
+            self.subjects.index_campaign(normalise(event.campaign) or "", lead.key)
 
     def _ingest_opportunity(
         self, event: OpportunityCreated | OpportunityStage, position: int
     ) -> None:
-        opp = self.opportunities.get(event.opportunity_id)
-        if opp is None:
-            opp = self.opportunities[event.opportunity_id] = OpportunityState(event.opportunity_id)
+        opp = self._opportunity(event.opportunity_id)
         self._dirty_opportunities.add(opp.key)
         if not opp.ingest(event, self.ctx, position) or not isinstance(event, OpportunityCreated):
             return
@@ -191,13 +354,7 @@ class Engine:
         else:
             contacts = event.lead_ids
         for lead_id in contacts:
-            self._subscribe(lead_id, opp.key)
-
-    def _subscribe(self, lead_id: str, opp_id: str) -> None:
-        lead = self._lead(lead_id)
-        if opp_id not in lead.subscribers:
-            lead.subscribe(opp_id)
-            self._dirty_leads.add(lead_id)
+            self.exchange.subscribe(lead_id, opp.key)
 
     def _index_account(self, lead: LeadState) -> None:
         """Account mapping: a lead joins every opportunity of its account."""
@@ -206,21 +363,25 @@ class Engine:
             return
         self._account_leads.setdefault(account, set()).add(lead.key)
         for opp_id in self._account_opportunities.get(account, ()):
-            self._subscribe(lead.key, opp_id)
+            self.subscribe(lead.key, opp_id)
 
-    def _ingest_registry(self, event: Campaign) -> None:
-        """The latest registry entry of a campaign decides its partner, retroactively."""
-        campaign = normalise(event.campaign) or ""
-        entry = RegistryEntry(event.ts, event.event_id, partner_id(event.partner))
-        held = self.registry.get(campaign)
-        if held is not None and (held.ts, held.event_id) > (entry.ts, entry.event_id):
+    def _ingest_other(self, event: OtherEvent, position: int) -> None:
+        """Into the topic's subject (deduplication, data quality) and, once admitted,
+        the event's group (metrics); both live under the event's Kafka key."""
+        topic, key = route(event)
+        self._dirty_others.add(key)
+        subjects = self.others.setdefault(key, {})
+        if not subjects.setdefault(topic, Subject(key)).admit(event.event_id, event.ts, position):
             return
-        self.registry[campaign] = entry
-        if self.ctx.registry.get(campaign) != entry.partner:
-            self.ctx.registry[campaign] = entry.partner
-            for lead_id in self._campaign_leads.get(campaign, ()):
-                self.leads[lead_id].cause = event.event_id
-                self._dirty_leads.add(lead_id)
+        family, _ = group_key(event)
+        group = subjects.setdefault(f"{GROUP}{family}", GroupState(key, family=family))
+        assert isinstance(group, GroupState)
+        group.ingest(event)
+        if isinstance(event, Campaign):
+            campaign = normalise(event.campaign) or ""
+            entry = RegistryEntry(event.ts, event.event_id, partner_id(event.partner))
+            if self.registry.offer(campaign, entry):
+                self.exchange.registry(campaign, entry)
 
     def _add(self, deltas: Deltas) -> None:
         merge(self.totals, deltas.metrics)

@@ -22,7 +22,10 @@ from models.attribution import (
 )
 from models.config import DAY_US, STAGE_ORDER
 from models.context import Context
-from models.contrib import (
+from models.events import OpportunityCreated, OpportunityEvent
+from models.lead import LeadSnapshot
+from models.partners import normalise, partner_id
+from models.subject import (
     Contribution,
     CreditLine,
     Deltas,
@@ -32,9 +35,6 @@ from models.contrib import (
     count_scopes,
     credit_lines,
 )
-from models.events import OpportunityCreated, OpportunityEvent
-from models.lead import LeadSnapshot
-from models.partners import normalise, partner_id
 
 
 class Created(NamedTuple):

@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from models.config import EngineConfig
-from models.contrib import MetricKey
 from models.crm import CrmExport
 from models.crm import convert as convert_export
 from models.engine import Engine
@@ -28,6 +27,7 @@ from models.events import Event, to_micros
 from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.report import build_report, parse_as_of, rich_tables
+from models.subject import MetricKey
 from models.synthetic import SyntheticConfig
 from models.synthetic import generate as synthesise
 from streams.settings import Settings
