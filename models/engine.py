@@ -17,14 +17,24 @@ given:
 `ingest` only records an event (cheap); `settle` recomputes the subjects the
 ingested events touched.  The worker settles once per batch, the oracle once
 per file, property tests after every event: all three give the same totals.
+
+A subject whose ingesting or settling raises is *poisoned* for that settle:
+it goes back to its state from before (`SubjectStore.restore`), publishes
+nothing, and every input that reached it since the last settle (its
+*origins*: a file position, or the worker's message) is reported in
+`Settled.failed`, to be dead-lettered as `processing_error`; the rest of the
+settle goes on.  The oracle counts those dead letters like the worker, so a
+subject that fails on its own data fails the same way in both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import copy
+import logging
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from models.config import EngineConfig
 from models.context import Context
@@ -46,12 +56,19 @@ from models.parse import Rejection
 from models.partners import normalise, partner_id
 from models.subject import Contribution, Deltas, MetricKey, Subject, merge
 
+log = logging.getLogger(__name__)
+
 GROUP: Final = "group:"
 """Kind prefix of a group (models/groups.py) among the subjects of one key."""
 
 Publish = Callable[[str, Subject, Contribution], None]
 """Called for every settled subject: (its name, the subject still holding the
 contribution it published last, its new contribution)."""
+SubjectId = tuple[str, str]
+"""(kind, key): kind `lead`, `opportunity` or `other` (all subjects of an
+extension-topic key)."""
+PROCESSING_ERROR: Final = "processing_error"
+"""Dead-letter reason of the inputs of a subject that failed to ingest or settle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +125,15 @@ class SubjectStore(Protocol):
     def campaign_leads(self, campaign: str) -> Iterable[str]:
         """The leads of `campaign` this engine holds."""
 
+    def checkpoint(self, kind: str, key: str) -> None:
+        """The subject is about to change for the first time since the last settle."""
+
+    def restore(self, kind: str, key: str) -> None:
+        """Put the subject back as it was at its checkpoint (absent if it was)."""
+
+    def release(self) -> None:
+        """A settle is over: checkpoints are no longer needed."""
+
 
 class Exchange(Protocol):
     """How a subject reaches subjects under other keys."""
@@ -132,12 +158,35 @@ class MemorySubjects:
     opportunities: dict[str, OpportunityState] = field(default_factory=dict)
     others: dict[str, dict[str, Subject]] = field(default_factory=dict)
     campaigns: dict[str, set[str]] = field(default_factory=dict)
+    _before: dict[SubjectId, object] = field(default_factory=dict)
 
     def index_campaign(self, campaign: str, lead_id: str) -> None:
         self.campaigns.setdefault(campaign, set()).add(lead_id)
 
     def campaign_leads(self, campaign: str) -> Iterable[str]:
         return self.campaigns.get(campaign, ())
+
+    def checkpoint(self, kind: str, key: str) -> None:
+        """A copy of the subject (in the oracle, mostly of one not created yet)."""
+        self._before[(kind, key)] = copy.deepcopy(self._table(kind).get(key))
+
+    def restore(self, kind: str, key: str) -> None:
+        held, table = self._before[(kind, key)], self._table(kind)
+        if held is None:
+            table.pop(key, None)
+        else:
+            table[key] = held
+
+    def release(self) -> None:
+        self._before.clear()
+
+    def _table(self, kind: str) -> dict[str, Any]:
+        tables: dict[str, dict[str, Any]] = {
+            "lead": self.leads,
+            "opportunity": self.opportunities,
+            "other": self.others,
+        }
+        return tables[kind]
 
 
 class Direct:
@@ -159,13 +208,26 @@ class Direct:
         self.engine.on_registry(campaign, entry)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A subject that failed to ingest or settle, and the inputs that reached it."""
+
+    kind: str
+    key: str
+    origins: tuple[Hashable, ...]
+    error: str
+    """The exception's type and message (no stack)."""
+
+
 @dataclass(slots=True)
 class Settled:
-    """The keys one `settle` recomputed, by kind (the worker saves their state)."""
+    """The keys one `settle` recomputed, by kind (the worker saves their state), and
+    the subjects that failed (restored, their inputs to dead-letter)."""
 
     leads: list[str] = field(default_factory=list)
     opportunities: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
 
 
 class Engine:
@@ -188,6 +250,11 @@ class Engine:
         self._dirty_leads: set[str] = set()
         self._dirty_opportunities: set[str] = set()
         self._dirty_others: set[str] = set()
+        self._origins: dict[SubjectId, list[Hashable]] = {}
+        """Subjects changed since the last settle -> the inputs that reached them."""
+        self._campaigns: dict[str, set[str]] = {}
+        """Lead -> campaigns it touched since the last settle (indexed once it settles)."""
+        self._poisoned: dict[SubjectId, str] = {}
         self._position = 0
 
     @property
@@ -204,61 +271,73 @@ class Engine:
 
     # --- input -------------------------------------------------------------
 
-    def ingest(self, event: Event, position: int | None = None) -> None:
+    def ingest(
+        self, event: Event, position: int | None = None, origin: Hashable | None = None
+    ) -> None:
         """Record one event delivered at `position` (default: a fresh one).
 
         Redelivering an event at the position it was first seen at is a
         replay and changes nothing; at any other position it is a duplicate.
+        `origin` names the input for a dead letter (default: the position).
         """
         if position is None:
             self._position += 1
             position = self._position
+        origin = position if origin is None else origin
         if isinstance(event, Touch | LeadCreated | Mql):
-            self._ingest_lead(event, position)
+            self._guarded(("lead", event.lead_id), origin, self._ingest_lead, event, position)
         elif isinstance(event, OpportunityCreated | OpportunityStage):
-            self._ingest_opportunity(event, position)
+            target = ("opportunity", event.opportunity_id)
+            self._guarded(target, origin, self._ingest_opportunity, event, position)
         else:
-            self._ingest_other(event, position)
+            self._guarded(("other", route(event)[1]), origin, self._ingest_other, event, position)
 
-    def subscribe(self, lead_id: str, opp_id: str) -> None:
+    def subscribe(self, lead_id: str, opp_id: str, origin: Hashable | None = None) -> None:
         """An opportunity lists the lead as a contact: the lead sends it snapshots."""
-        lead = self._lead(lead_id)
-        if opp_id not in lead.subscribers:
-            lead.subscribe(opp_id)
-            self._dirty_leads.add(lead_id)
+        self._guarded(("lead", lead_id), origin, self._subscribe, lead_id, opp_id)
 
-    def receive(self, opp_id: str, version: int, snapshot: LeadSnapshot, cause: str) -> None:
+    def receive(
+        self,
+        opp_id: str,
+        version: int,
+        snapshot: LeadSnapshot,
+        cause: str,
+        origin: Hashable | None = None,
+    ) -> None:
         """A contact lead's snapshot reaches the opportunity."""
-        if self._opportunity(opp_id).receive(version, snapshot, cause):
-            self._dirty_opportunities.add(opp_id)
+        target = ("opportunity", opp_id)
+        self._guarded(target, origin, self._receive, opp_id, version, snapshot, cause)
 
-    def on_registry(self, campaign: str, entry: RegistryEntry) -> None:
+    def on_registry(
+        self, campaign: str, entry: RegistryEntry, origin: Hashable | None = None
+    ) -> None:
         """A registry entry reaches the leads: the campaign's leads re-settle under it
         (the partner of a touch is decided by the latest entry, retroactively)."""
         if not self.registry.offer(campaign, entry):
             return
         for lead_id in self.subjects.campaign_leads(campaign):
-            self.leads[lead_id].cause = entry.event_id
-            self._dirty_leads.add(lead_id)
+            self._guarded(("lead", lead_id), origin, self._recause, lead_id, entry.event_id)
 
     def reject(self, rejection: Rejection) -> Deltas:
         """Count a dead letter (the caller publishes it)."""
         out = Deltas()
-        out.bump(("all", "dq.dead_letters"))
-        out.bump(("all", f"dq.dead_letters.{rejection.reason}"))
+        _count_dead_letter(out, rejection.reason)
         self._add(out)
         return out
 
     # --- settling ----------------------------------------------------------
 
     def settle(self) -> Deltas:
-        """Recompute every subject touched since the last settle; their deltas."""
+        """Recompute every subject touched since the last settle; their deltas, and a
+        `processing_error` dead letter per input of a subject that failed."""
         out = Deltas()
 
         def publish(name: str, subject: Subject, new: Contribution) -> None:
             out.extend(subject.publish(name, new))
 
-        self.settle_into(publish)
+        settled = self.settle_into(publish)
+        for _ in dict.fromkeys(o for failure in settled.failed for o in failure.origins):
+            _count_dead_letter(out, PROCESSING_ERROR)
         self._add(out)
         return out
 
@@ -266,28 +345,24 @@ class Engine:
         """Recompute every subject touched since the last settle, leads first (their
         snapshots reach opportunities), handing each new contribution to `publish`."""
         settled = Settled()
-        ctx = self.ctx
         while self._dirty_leads or self._dirty_opportunities:
             dirty, self._dirty_leads = self._dirty_leads, set()
             for lead_id in sorted(dirty):
-                lead = self.leads[lead_id]
-                publish(f"lead:{lead_id}", lead, lead.contribute(ctx))
-                self._index_account(lead)
-                due = lead.outbox()
-                if due:
-                    _, version, snapshot = due[0]
-                    self.exchange.snapshot([o for o, _, _ in due], version, snapshot, lead.cause)
-                settled.leads.append(lead_id)
+                if self._settled(settled, ("lead", lead_id), self._settle_lead, lead_id, publish):
+                    settled.leads.append(lead_id)
             dirty, self._dirty_opportunities = self._dirty_opportunities, set()
             for opp_id in sorted(dirty):
-                opp = self.opportunities[opp_id]
-                publish(f"opportunity:{opp_id}", opp, opp.contribute(ctx))
-                settled.opportunities.append(opp_id)
+                target = ("opportunity", opp_id)
+                if self._settled(settled, target, self._settle_opportunity, opp_id, publish):
+                    settled.opportunities.append(opp_id)
         for key in sorted(self._dirty_others):
-            for kind, subject in self.others[key].items():
-                publish(f"{kind.removeprefix(GROUP)}:{key}", subject, subject.contribute(ctx))
-            settled.others.append(key)
+            if self._settled(settled, ("other", key), self._settle_others, key, publish):
+                settled.others.append(key)
         self._dirty_others.clear()
+        self._origins.clear()
+        self._campaigns.clear()
+        self._poisoned.clear()
+        self.subjects.release()
         return settled
 
     def apply(self, event: Event, position: int | None = None) -> Deltas:
@@ -320,6 +395,55 @@ class Engine:
                     out[f"{prefix}:{key}"] = {tid: line.credit for tid, line in lines.items()}
         return out
 
+    # --- poison isolation ----------------------------------------------------
+
+    def _guarded(
+        self, target: SubjectId, origin: Hashable | None, step: Callable[..., object], *args: Any
+    ) -> None:
+        """Run `step(*args)`, which changes the `target` subject, after recording
+        `origin` against it (and, on its first change, its checkpoint); a step that
+        raises poisons the subject until the settle."""
+        origins = self._origins.get(target)
+        if origins is None:
+            self.subjects.checkpoint(*target)
+            origins = self._origins[target] = []
+        if origin is not None:
+            origins.append(origin)
+        if target in self._poisoned:
+            return
+        try:
+            step(*args)
+        except Exception as exc:
+            self._poison(target, exc)
+            self._dirty(target[0]).add(target[1])  # reported by the settle
+
+    def _settled(
+        self, settled: Settled, target: SubjectId, step: Callable[..., object], *args: Any
+    ) -> bool:
+        """Run the settle `step(*args)` of `target`; False if the subject is poisoned
+        or the step raises: it is then restored and reported."""
+        if target not in self._poisoned:
+            try:
+                step(*args)
+                return True
+            except Exception as exc:
+                self._poison(target, exc)
+        self.subjects.restore(*target)
+        if target[0] == "lead":
+            self._campaigns.pop(target[1], None)
+        origins = tuple(dict.fromkeys(self._origins.get(target, ())))
+        settled.failed.append(Failure(*target, origins, self._poisoned[target]))
+        return False
+
+    def _poison(self, target: SubjectId, exc: Exception) -> None:
+        log.exception("%s %s failed; its inputs are dead-lettered", *target)
+        self._poisoned[target] = f"{type(exc).__name__}: {exc}"
+
+    def _dirty(self, kind: str) -> set[str]:
+        if kind == "lead":
+            return self._dirty_leads
+        return self._dirty_opportunities if kind == "opportunity" else self._dirty_others
+
     # --- wiring ------------------------------------------------------------
 
     def _lead(self, lead_id: str) -> LeadState:
@@ -338,7 +462,22 @@ class Engine:
         lead = self._lead(event.lead_id)
         self._dirty_leads.add(lead.key)
         if lead.ingest(event, position) and isinstance(event, Touch):
-            self.subjects.index_campaign(normalise(event.campaign) or "", lead.key)
+            campaign = normalise(event.campaign) or ""
+            self._campaigns.setdefault(lead.key, set()).add(campaign)
+
+    def _subscribe(self, lead_id: str, opp_id: str) -> None:
+        lead = self._lead(lead_id)
+        if opp_id not in lead.subscribers:
+            lead.subscribe(opp_id)
+            self._dirty_leads.add(lead_id)
+
+    def _receive(self, opp_id: str, version: int, snapshot: LeadSnapshot, cause: str) -> None:
+        if self._opportunity(opp_id).receive(version, snapshot, cause):
+            self._dirty_opportunities.add(opp_id)
+
+    def _recause(self, lead_id: str, cause: str) -> None:
+        self._lead(lead_id).cause = cause
+        self._dirty_leads.add(lead_id)
 
     def _ingest_opportunity(
         self, event: OpportunityCreated | OpportunityStage, position: int
@@ -355,15 +494,6 @@ class Engine:
             contacts = event.lead_ids
         for lead_id in contacts:
             self.exchange.subscribe(lead_id, opp.key)
-
-    def _index_account(self, lead: LeadState) -> None:
-        """Account mapping: a lead joins every opportunity of its account."""
-        account = lead.account_id
-        if self.ctx.config.mapping != "account" or account is None:
-            return
-        self._account_leads.setdefault(account, set()).add(lead.key)
-        for opp_id in self._account_opportunities.get(account, ()):
-            self.subscribe(lead.key, opp_id)
 
     def _ingest_other(self, event: OtherEvent, position: int) -> None:
         """Into the topic's subject (deduplication, data quality) and, once admitted,
@@ -383,5 +513,41 @@ class Engine:
             if self.registry.offer(campaign, entry):
                 self.exchange.registry(campaign, entry)
 
+    def _settle_lead(self, lead_id: str, publish: Publish) -> None:
+        lead = self.leads[lead_id]
+        publish(f"lead:{lead_id}", lead, lead.contribute(self.ctx))
+        for campaign in sorted(self._campaigns.pop(lead_id, ())):
+            self.subjects.index_campaign(campaign, lead_id)
+        self._index_account(lead)
+        due = lead.outbox()
+        if due:
+            _, version, snapshot = due[0]
+            self.exchange.snapshot([o for o, _, _ in due], version, snapshot, lead.cause)
+
+    def _settle_opportunity(self, opp_id: str, publish: Publish) -> None:
+        opp = self.opportunities[opp_id]
+        publish(f"opportunity:{opp_id}", opp, opp.contribute(self.ctx))
+
+    def _settle_others(self, key: str, publish: Publish) -> None:
+        """Every subject of the key, all computed before any is published."""
+        subjects = self.others[key]
+        new = {kind: subject.contribute(self.ctx) for kind, subject in subjects.items()}
+        for kind, subject in subjects.items():
+            publish(f"{kind.removeprefix(GROUP)}:{key}", subject, new[kind])
+
+    def _index_account(self, lead: LeadState) -> None:
+        """Account mapping: a lead joins every opportunity of its account."""
+        account = lead.account_id
+        if self.ctx.config.mapping != "account" or account is None:
+            return
+        self._account_leads.setdefault(account, set()).add(lead.key)
+        for opp_id in self._account_opportunities.get(account, ()):
+            self.subscribe(lead.key, opp_id)
+
     def _add(self, deltas: Deltas) -> None:
         merge(self.totals, deltas.metrics)
+
+
+def _count_dead_letter(out: Deltas, reason: str) -> None:
+    out.bump(("all", "dq.dead_letters"))
+    out.bump(("all", f"dq.dead_letters.{reason}"))

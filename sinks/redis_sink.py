@@ -84,6 +84,8 @@ class DeadLetter:
     partition: int
     offset: int
     reason: str
+    error: str = ""
+    """For `processing_error`: the exception's type and message (never a stack)."""
 
     @property
     def source(self) -> str:

@@ -18,11 +18,13 @@ The steps of a batch, in this order (the last three are the worker's,
 streams/worker.py):
 
 1. decode every message (a bad one is dead-lettered with its reason, one whose
-   handling fails as `internal_error`: never fatal);
+   decoding fails as `internal_error`: never fatal);
 2. load the touched subjects' state (streams/state: the cache, else Redis,
    one round trip);
 3. ingest and settle in the engine: the subjects' new contributions, their new
-   state, the internal messages;
+   state, the internal messages.  A subject whose ingesting or settling raises
+   keeps its state from before the batch, and the batch's messages that
+   reached it are dead-lettered as `processing_error` (models/engine.py);
 4. produce the internal messages and dead letters, and wait for the broker's
    acknowledgements (registry entries are recorded in Redis first);
 5. apply the `SinkBatch` to Redis in one fenced, atomic call (while the next
@@ -38,11 +40,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import orjson
 
-from models.engine import Engine, RegistryEntry
+from models.engine import PROCESSING_ERROR, Engine, RegistryEntry
 from models.events import (
     INPUT_TOPICS,
     Campaign,
@@ -122,8 +124,8 @@ class Batch:
     worker that sees the broadcast, or takes over its partition later, must find
     the entry in Redis."""
 
-    def reject(self, message: Message, reason: str) -> None:
-        dead = DeadLetter(message.topic, message.partition, message.offset, reason)
+    def reject(self, message: Message, reason: str, error: str = "") -> None:
+        dead = DeadLetter(message.topic, message.partition, message.offset, reason, error)
         self.sink.dead_letters.append(dead)
         self.dead_raw.append(message.raw)
 
@@ -227,16 +229,23 @@ class Processor:
             engine.registry.offer(campaign, entry)
 
         handlers: dict[str, Callable[[Message, Any], object]] = {
-            "event": lambda m, e: engine.ingest(e, m.position),
-            "subscribe": lambda m, c: engine.subscribe(c["lead"], c["opportunity"]),
-            "registry": lambda m, c: engine.on_registry(c["campaign"], codec.load_registry(c)),
+            "event": lambda m, e: engine.ingest(e, m.position, m),
+            "subscribe": lambda m, c: engine.subscribe(c["lead"], c["opportunity"], m),
+            "registry": lambda m, c: engine.on_registry(c["campaign"], codec.load_registry(c), m),
             "snapshot": lambda m, u: engine.receive(
-                u["opportunity"], u["version"], codec.load_snapshot(u["snapshot"]), u["cause"]
+                u["opportunity"], u["version"], codec.load_snapshot(u["snapshot"]), u["cause"], m
             ),
         }
         for message, (what, payload) in items:
             self._guarded(message, batch, partial(handlers[what], message, payload))
         settled = engine.settle_into(partial(_publish, batch.sink))
+        poisoned: dict[Message, str] = {}
+        for failure in settled.failed:
+            poisoned.update(
+                dict.fromkeys(cast(tuple[Message, ...], failure.origins), failure.error)
+            )
+        for message, error in poisoned.items():
+            batch.reject(message, PROCESSING_ERROR, error)
         batch.sink.states = self.subjects.writes(settled)
         self.subjects.trim()
         return batch

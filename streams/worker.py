@@ -279,13 +279,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def _dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
-    """The reason and the source coordinates of a dead letter (its identity)."""
-    return [
+    """The reason and the source coordinates of a dead letter (its identity), and
+    the error of a `processing_error`."""
+    headers = [
         ("reason", dead.reason.encode()),
         ("source_topic", dead.topic.encode()),
         ("source_partition", str(dead.partition).encode()),
         ("source_offset", str(dead.offset).encode()),
     ]
+    if dead.error:
+        headers.append(("error", dead.error.encode()))
+    return headers
 
 
 def _failed(exc: Exception) -> NoReturn:

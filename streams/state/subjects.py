@@ -51,6 +51,17 @@ class CachedSubjects:
         carries (`load`'s `registry`), in a stable order."""
         return sorted(self._members.get(campaign, ()))
 
+    def checkpoint(self, kind: str, key: str) -> None:
+        """Nothing to keep: Redis holds the state from before the batch."""
+
+    def restore(self, kind: str, key: str) -> None:
+        """Let the subject go: it is read again from Redis when next touched (its
+        state from before this batch, which does not write it)."""
+        self._held(kind).pop(key, None)
+
+    def release(self) -> None:
+        """Nothing was kept."""
+
     # --- one batch ------------------------------------------------------------
 
     async def load(
@@ -65,12 +76,7 @@ class CachedSubjects:
         self._indexed = []
         self._members = await self._campaign_members(registry)
         wanted = {**wanted, "lead": set(wanted.get("lead", ())).union(*self._members.values())}
-        held: dict[str, Mapping[str, object]] = {
-            "lead": self.leads,
-            "opportunity": self.opportunities,
-            "other": self.others,
-        }
-        missing = {kind: ids - held[kind].keys() for kind, ids in wanted.items()}
+        missing = {kind: ids - self._held(kind).keys() for kind, ids in wanted.items()}
         states, entries = await self.store.load(missing, campaigns)
         for lead_id, raw in states["lead"].items():
             self.leads[lead_id] = codec.load_lead(raw)
@@ -108,6 +114,14 @@ class CachedSubjects:
                 held[key] = state = held.pop(key)  # to the end: most recently used
                 out.append(HashWrite(table, key, encode(dump(state))))
         return out
+
+    def _held(self, kind: str) -> dict[str, Any]:
+        held: dict[str, dict[str, Any]] = {
+            "lead": self.leads,
+            "opportunity": self.opportunities,
+            "other": self.others,
+        }
+        return held[kind]
 
     def trim(self) -> None:
         """Let the least recently used subjects go beyond `size` (read again when next

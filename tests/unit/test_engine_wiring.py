@@ -5,14 +5,27 @@ from __future__ import annotations
 from typing import cast
 
 import orjson
+import pytest
 
+from models.context import Context
 from models.engine import Engine, RegistryEntry
 from models.events import Event
+from models.lead import LeadState
+from models.opportunity import OpportunityState
 from models.parse import Rejection, parse_event
+from models.subject import Contribution, Subject
 
 DAY_US = 86_400_000_000
 CAMPAIGN = "webinar-x"
 """Not in the naming convention: no partner of its own, only the registry's."""
+
+
+TOUCH = {
+    "type": "touch",
+    "occurred_at": "2026-03-01T00:00:00Z",
+    "campaign": "2026Q1_ptnr_slack_webinar_emea_x",
+    "action": "clicked",
+}
 
 
 def lead_events() -> list[Event]:
@@ -74,3 +87,83 @@ def test_an_older_entry_changes_nothing() -> None:
     engine.on_registry(CAMPAIGN, RegistryEntry(DAY_US, "r9", "hubspot"))
     assert not engine.settle()
     assert engine.ctx.registry[CAMPAIGN] == "slack"
+
+
+def event(line: dict[str, object]) -> Event:
+    parsed = parse_event(orjson.dumps(line))
+    assert not isinstance(parsed, Rejection), parsed
+    return parsed
+
+
+def poison(monkeypatch: pytest.MonkeyPatch, cls: type[Subject], key: str) -> None:
+    """Make settling the subject `key` of `cls` raise (a bug met by its data)."""
+    original = cls.contribute
+
+    def contribute(self: Subject, ctx: Context) -> Contribution:
+        if self.key == key:
+            raise RuntimeError(f"poisoned {key}")
+        return original(self, ctx)
+
+    monkeypatch.setattr(cls, "contribute", contribute)
+
+
+def test_a_subject_that_fails_to_settle_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its inputs of the settle are dead letters (`processing_error`), it keeps its
+    state from before, and every other subject settles as if it had never been."""
+    poison(monkeypatch, LeadState, "bad")
+    engine = Engine()
+    for item in lead_events():
+        engine.ingest(item)
+    for day in (1, 2):
+        engine.ingest(event({**TOUCH, "event_id": f"b{day}", "lead_id": "bad"}))
+    deltas = engine.settle()
+
+    assert "bad" not in engine.leads
+    assert deltas.metrics[("all", "dq.dead_letters.processing_error")] == 2
+    assert deltas.metrics[("all", "dq.dead_letters")] == 2
+    assert deltas.metrics[("all", "nb.leads.influenced")] == 1  # l1 only
+    assert {c.subject for c in deltas.credits} == {"lead:l1"}
+
+    later = engine.apply(event({**TOUCH, "event_id": "b3", "lead_id": "bad"}))
+    assert later.metrics == {
+        ("all", "dq.dead_letters.processing_error"): 1,
+        ("all", "dq.dead_letters"): 1,
+    }
+
+
+def test_an_opportunity_keeps_its_state_from_before_the_failed_settle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    created = {
+        "event_id": "o1c",
+        "type": "opportunity_created",
+        "occurred_at": "2026-03-03T00:00:00Z",
+        "opportunity_id": "o1",
+        "account_id": "a1",
+        "lead_ids": ["l1"],
+        "business": "new_business",
+        "arr": 1000,
+    }
+    won = {
+        "event_id": "o1w",
+        "type": "opportunity_stage",
+        "occurred_at": "2026-03-04T00:00:00Z",
+        "opportunity_id": "o1",
+        "stage": "closed_won",
+    }
+    engine = Engine()
+    for item in [*lead_events(), event(created)]:
+        engine.ingest(item)
+    engine.settle()
+    before = engine.opportunities["o1"].contribution
+    with monkeypatch.context() as patched:
+        poison(patched, OpportunityState, "o1")
+        failed = engine.apply(event(won))
+    assert failed.metrics == {
+        ("all", "dq.dead_letters.processing_error"): 1,
+        ("all", "dq.dead_letters"): 1,
+    }
+    assert engine.opportunities["o1"].won is None  # the won event is gone with the batch
+    assert engine.opportunities["o1"].contribution == before
+    # the same event again (its redelivery) now settles: the deal is won
+    assert engine.apply(event(won)).metrics[("all", "nb.cw.influenced")] == 1
