@@ -9,10 +9,12 @@ given:
   (streams/state) for a batch;
 - its `Exchange`, how a subject reaches a subject under another key (a lead's
   snapshot to the opportunities that list it, an opportunity's subscription to
-  its contact leads, a campaign registry entry to every lead):
+  its contact leads, a campaign registry entry to every lead, and with the
+  account mapping a lead or an opportunity joining its account):
   `Direct` delivers back into the same engine at once; the worker's exchange
   produces the messages to the internal Kafka topics, and the receiving
-  worker hands them to its engine's `subscribe`, `receive` and `on_registry`.
+  worker hands them to its engine's `subscribe`, `receive`, `on_registry` and
+  `on_account`.
 
 `ingest` only records an event (cheap); `settle` recomputes the subjects the
 ingested events touched.  The worker settles once per batch, the oracle once
@@ -65,8 +67,8 @@ Publish = Callable[[str, Subject, Contribution], None]
 """Called for every settled subject: (its name, the subject still holding the
 contribution it published last, its new contribution)."""
 SubjectId = tuple[str, str]
-"""(kind, key): kind `lead`, `opportunity` or `other` (all subjects of an
-extension-topic key)."""
+"""(kind, key): kind `lead`, `opportunity`, `other` (all subjects of an
+extension-topic key) or `account` (its members, account mapping)."""
 PROCESSING_ERROR: Final = "processing_error"
 """Dead-letter reason of the inputs of a subject that failed to ingest or settle."""
 
@@ -107,6 +109,15 @@ class Registry:
         return True
 
 
+@dataclass(slots=True)
+class AccountMembers:
+    """The leads and opportunities of one account (account mapping): every pair of
+    them is subscribed, whichever joined first."""
+
+    leads: set[str] = field(default_factory=set)
+    opportunities: set[str] = field(default_factory=set)
+
+
 class SubjectStore(Protocol):
     """Where an engine's subjects live, and the campaign -> leads index.
 
@@ -118,6 +129,7 @@ class SubjectStore(Protocol):
     leads: dict[str, LeadState]
     opportunities: dict[str, OpportunityState]
     others: dict[str, dict[str, Subject]]
+    accounts: dict[str, AccountMembers]
 
     def index_campaign(self, campaign: str, lead_id: str) -> None:
         """`lead_id` touched `campaign` (its leads re-settle on a registry entry)."""
@@ -149,6 +161,9 @@ class Exchange(Protocol):
     def registry(self, campaign: str, entry: RegistryEntry) -> None:
         """A registry entry now in force, for every lead of the campaign."""
 
+    def account(self, account: str, lead_id: str | None, opportunity_id: str | None) -> None:
+        """A lead or an opportunity of `account` (account mapping), for its members."""
+
 
 @dataclass(slots=True)
 class MemorySubjects:
@@ -157,6 +172,7 @@ class MemorySubjects:
     leads: dict[str, LeadState] = field(default_factory=dict)
     opportunities: dict[str, OpportunityState] = field(default_factory=dict)
     others: dict[str, dict[str, Subject]] = field(default_factory=dict)
+    accounts: dict[str, AccountMembers] = field(default_factory=dict)
     campaigns: dict[str, set[str]] = field(default_factory=dict)
     _before: dict[SubjectId, object] = field(default_factory=dict)
 
@@ -185,6 +201,7 @@ class MemorySubjects:
             "lead": self.leads,
             "opportunity": self.opportunities,
             "other": self.others,
+            "account": self.accounts,
         }
         return tables[kind]
 
@@ -207,6 +224,9 @@ class Direct:
     def registry(self, campaign: str, entry: RegistryEntry) -> None:
         self.engine.on_registry(campaign, entry)
 
+    def account(self, account: str, lead_id: str | None, opportunity_id: str | None) -> None:
+        self.engine.on_account(account, lead_id, opportunity_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -227,6 +247,7 @@ class Settled:
     leads: list[str] = field(default_factory=list)
     opportunities: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
+    accounts: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
 
 
@@ -245,11 +266,10 @@ class Engine:
         self.exchange: Exchange = exchange if exchange is not None else Direct(self)
         self.registry = Registry(self.ctx)
         self.totals: dict[MetricKey, int] = {}
-        self._account_leads: dict[str, set[str]] = {}
-        self._account_opportunities: dict[str, set[str]] = {}
         self._dirty_leads: set[str] = set()
         self._dirty_opportunities: set[str] = set()
         self._dirty_others: set[str] = set()
+        self._dirty_accounts: set[str] = set()
         self._origins: dict[SubjectId, list[Hashable]] = {}
         """Subjects changed since the last settle -> the inputs that reached them."""
         self._campaigns: dict[str, set[str]] = {}
@@ -318,6 +338,17 @@ class Engine:
         for lead_id in self.subjects.campaign_leads(campaign):
             self._guarded(("lead", lead_id), origin, self._recause, lead_id, entry.event_id)
 
+    def on_account(
+        self,
+        account: str,
+        lead_id: str | None,
+        opp_id: str | None,
+        origin: Hashable | None = None,
+    ) -> None:
+        """Account mapping: a lead or an opportunity joins its account, and every lead
+        of the account is subscribed to every opportunity of it."""
+        self._guarded(("account", account), origin, self._join, account, lead_id, opp_id)
+
     def reject(self, rejection: Rejection) -> Deltas:
         """Count a dead letter (the caller publishes it)."""
         out = Deltas()
@@ -358,7 +389,11 @@ class Engine:
         for key in sorted(self._dirty_others):
             if self._settled(settled, ("other", key), self._settle_others, key, publish):
                 settled.others.append(key)
+        for account in sorted(self._dirty_accounts):
+            if self._settled(settled, ("account", account), _nothing):
+                settled.accounts.append(account)
         self._dirty_others.clear()
+        self._dirty_accounts.clear()
         self._origins.clear()
         self._campaigns.clear()
         self._poisoned.clear()
@@ -440,9 +475,12 @@ class Engine:
         self._poisoned[target] = f"{type(exc).__name__}: {exc}"
 
     def _dirty(self, kind: str) -> set[str]:
-        if kind == "lead":
-            return self._dirty_leads
-        return self._dirty_opportunities if kind == "opportunity" else self._dirty_others
+        dirty = {
+            "lead": self._dirty_leads,
+            "opportunity": self._dirty_opportunities,
+            "other": self._dirty_others,
+        }
+        return dirty.get(kind, self._dirty_accounts)
 
     # --- wiring ------------------------------------------------------------
 
@@ -487,12 +525,9 @@ class Engine:
         if not opp.ingest(event, self.ctx, position) or not isinstance(event, OpportunityCreated):
             return
         if self.ctx.config.mapping == "account":
-            account = normalise(event.account_id) or ""
-            self._account_opportunities.setdefault(account, set()).add(opp.key)
-            contacts: Iterable[str] = self._account_leads.get(account, ())
-        else:
-            contacts = event.lead_ids
-        for lead_id in contacts:
+            self.exchange.account(normalise(event.account_id) or "", None, opp.key)
+            return
+        for lead_id in event.lead_ids:
             self.exchange.subscribe(lead_id, opp.key)
 
     def _ingest_other(self, event: OtherEvent, position: int) -> None:
@@ -536,16 +571,33 @@ class Engine:
             publish(f"{kind.removeprefix(GROUP)}:{key}", subject, new[kind])
 
     def _index_account(self, lead: LeadState) -> None:
-        """Account mapping: a lead joins every opportunity of its account."""
+        """Account mapping: a lead joins its account (every settle: its account may
+        have changed; joining again changes nothing)."""
         account = lead.account_id
-        if self.ctx.config.mapping != "account" or account is None:
-            return
-        self._account_leads.setdefault(account, set()).add(lead.key)
-        for opp_id in self._account_opportunities.get(account, ()):
-            self.subscribe(lead.key, opp_id)
+        if self.ctx.config.mapping == "account" and account is not None:
+            self.exchange.account(account, lead.key, None)
+
+    def _join(self, account: str, lead_id: str | None, opp_id: str | None) -> None:
+        members = self.subjects.accounts.get(account)
+        if members is None:
+            members = self.subjects.accounts[account] = AccountMembers()
+        if lead_id is not None and lead_id not in members.leads:
+            members.leads.add(lead_id)
+            self._dirty_accounts.add(account)
+            for opportunity in sorted(members.opportunities):
+                self.exchange.subscribe(lead_id, opportunity)
+        if opp_id is not None and opp_id not in members.opportunities:
+            members.opportunities.add(opp_id)
+            self._dirty_accounts.add(account)
+            for lead in sorted(members.leads):
+                self.exchange.subscribe(lead, opp_id)
 
     def _add(self, deltas: Deltas) -> None:
         merge(self.totals, deltas.metrics)
+
+
+def _nothing() -> None:
+    """An account's settle: its members hold no contribution."""
 
 
 def _count_dead_letter(out: Deltas, reason: str) -> None:

@@ -12,7 +12,10 @@ crosses to another key goes through internal topics (`KafkaExchange`):
   lead id);
 - a campaign registry entry now in force, to every partition of
   `pp-lead-commands`, so each lead partition re-settles its leads of that
-  campaign.
+  campaign;
+- with the account mapping, a lead or an opportunity joining its account
+  (`pp-account-commands`, key account id): the account's partition holds its
+  members and subscribes every lead of it to every opportunity of it.
 
 The steps of a batch, in this order (the last three are the worker's,
 streams/worker.py):
@@ -64,17 +67,18 @@ from models.subject import Contribution, Subject
 from sinks.redis_sink import DeadLetter, SinkBatch
 from streams.settings import Settings
 from streams.state import codec
-from streams.state.store import StateStore
+from streams.state.store import KINDS, StateStore
 from streams.state.subjects import CachedSubjects
 
 log = logging.getLogger(__name__)
 
 LEAD_COMMANDS: Final = "pp-lead-commands"
 LEAD_SNAPSHOTS: Final = "pp-lead-snapshots"
+ACCOUNT_COMMANDS: Final = "pp-account-commands"
 DLQ: Final = "partnerpulse.dlq"
 CREDITS: Final = "partnerpulse.credits"
 METRICS: Final = "partnerpulse.metrics"
-INTERNAL_TOPICS: Final = (LEAD_COMMANDS, LEAD_SNAPSHOTS)
+INTERNAL_TOPICS: Final = (LEAD_COMMANDS, LEAD_SNAPSHOTS, ACCOUNT_COMMANDS)
 CONSUMED: Final = (*INPUT_TOPICS, *INTERNAL_TOPICS)
 """Topics the workers' consumer group reads (before `PP_TOPIC_PREFIX`)."""
 TOPICS: Final = (*CONSUMED, DLQ, CREDITS, METRICS)
@@ -169,6 +173,10 @@ class KafkaExchange:
         for partition in range(self.partitions):
             self.batch.sends.append(Send(LEAD_COMMANDS, None, partition, command))
 
+    def account(self, account: str, lead_id: str | None, opportunity_id: str | None) -> None:
+        command = orjson.dumps({"account": account, "lead": lead_id, "opportunity": opportunity_id})
+        self.batch.sends.append(Send(ACCOUNT_COMMANDS, account, None, command))
+
 
 Item = tuple[str, Any]
 """A decoded message: (what, payload), `what` naming the engine call that takes it."""
@@ -178,10 +186,6 @@ class Processor:
     """A worker's processing: decoding, its engine and the engine's subject store."""
 
     def __init__(self, settings: Settings, store: StateStore) -> None:
-        if settings.mapping != "contact-role":
-            # Leads subscribe to opportunities that name them; account-wide
-            # pooling needs an account-keyed exchange not built yet.
-            raise ValueError("the streaming path supports PP_MAPPING=contact-role only")
         self.settings = settings
         self.store = store
         self.subjects = CachedSubjects(store, settings.state_cache, settings.partitions)
@@ -209,7 +213,7 @@ class Processor:
             if item is not None:
                 items.append((message, item))
 
-        wanted: dict[str, set[str]] = {"lead": set(), "opportunity": set(), "other": set()}
+        wanted: dict[str, set[str]] = {kind: set() for kind in KINDS}
         campaigns: set[str] = set()
         registry: set[tuple[str, int]] = set()
         for message, (what, payload) in items:
@@ -221,6 +225,8 @@ class Processor:
                 wanted["lead"].add(payload["lead"])
             elif what == "snapshot":
                 wanted["opportunity"].add(payload["opportunity"])
+            elif what == "account":
+                wanted["account"].add(payload["account"])
             else:
                 registry.add((payload["campaign"], message.partition))
         held = await self.subjects.load(wanted, campaigns, registry)
@@ -235,6 +241,7 @@ class Processor:
             "snapshot": lambda m, u: engine.receive(
                 u["opportunity"], u["version"], codec.load_snapshot(u["snapshot"]), u["cause"], m
             ),
+            "account": lambda m, c: engine.on_account(c["account"], c["lead"], c["opportunity"], m),
         }
         for message, (what, payload) in items:
             self._guarded(message, batch, partial(handlers[what], message, payload))
@@ -268,6 +275,8 @@ class Processor:
             return ("subscribe" if command["op"] == "subscribe" else "registry"), command
         if kind == LEAD_SNAPSHOTS:
             return "snapshot", orjson.loads(message.raw)
+        if kind == ACCOUNT_COMMANDS:
+            return "account", orjson.loads(message.raw)
         event = self._input(message, batch, kind or "")
         return None if event is None else ("event", event)
 

@@ -15,7 +15,7 @@ from typing import Any, get_args
 import orjson
 
 from models.attribution import Touchpoint
-from models.engine import GROUP, RegistryEntry
+from models.engine import GROUP, AccountMembers, RegistryEntry
 from models.events import OtherEvent
 from models.groups import GroupState
 from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
@@ -181,6 +181,15 @@ def load_others(raw: bytes) -> dict[str, Subject]:
         kind: (load_group if kind.startswith(GROUP) else load_subject)(value.encode())
         for kind, value in orjson.loads(raw).items()
     }
+
+
+def dump_account(members: AccountMembers) -> bytes:
+    return _dumps([sorted(members.leads), sorted(members.opportunities)])
+
+
+def load_account(raw: bytes) -> AccountMembers:
+    leads, opportunities = orjson.loads(raw)
+    return AccountMembers(set(leads), set(opportunities))
 
 
 def dump_registry(entry: RegistryEntry) -> bytes:

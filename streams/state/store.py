@@ -12,6 +12,7 @@ leaves nothing to recover and nothing applied twice.
 | ``<prefix>state:lead`` | hash | lead id -> `codec.dump_lead` |
 | ``<prefix>state:opportunity`` | hash | opportunity id -> `codec.dump_opportunity` |
 | ``<prefix>state:other`` | hash | account/campaign/partner/referral key -> {kind: subject} |
+| ``<prefix>state:account`` | hash | account id -> its leads and opportunities (account mapping) |
 | ``<prefix>state:registry`` | hash | campaign -> latest registry entry (JSON) |
 | ``<prefix>state:campaign:<campaign>`` | set | lead ids that touched the campaign |
 | ``<prefix>owners`` | hash | partition number -> token of the worker that owns it |
@@ -27,7 +28,7 @@ from typing import Any, Final, cast
 from sinks.keys import escape
 from sinks.redis_sink import HashWrite, RedisSink, StateWrite
 
-KINDS: Final = ("lead", "opportunity", "other")
+KINDS: Final = ("lead", "opportunity", "other", "account")
 
 ZLIB_HEADER: Final = b"x"
 """The first byte of a zlib stream (deflate, default window); JSON state never starts so."""

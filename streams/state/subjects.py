@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from models.engine import RegistryEntry, Settled
+from models.engine import AccountMembers, RegistryEntry, Settled
 from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.subject import Subject
@@ -38,6 +38,7 @@ class CachedSubjects:
         self.leads: dict[str, LeadState] = {}
         self.opportunities: dict[str, OpportunityState] = {}
         self.others: dict[str, dict[str, Subject]] = {}
+        self.accounts: dict[str, AccountMembers] = {}
         self._members: dict[str, set[str]] = {}
         self._indexed: list[SetAdd] = []
 
@@ -84,6 +85,8 @@ class CachedSubjects:
             self.opportunities[opp_id] = codec.load_opportunity(raw)
         for key, raw in states["other"].items():
             self.others[key] = codec.load_others(raw)
+        for account, raw in states["account"].items():
+            self.accounts[account] = codec.load_account(raw)
         return {campaign: codec.load_registry(raw) for campaign, raw in entries.items()}
 
     async def _campaign_members(self, wanted: Iterable[tuple[str, int]]) -> dict[str, set[str]]:
@@ -107,6 +110,7 @@ class CachedSubjects:
             ("lead", self.leads, settled.leads, codec.dump_lead),
             ("opportunity", self.opportunities, settled.opportunities, codec.dump_opportunity),
             ("other", self.others, settled.others, codec.dump_others),
+            ("account", self.accounts, settled.accounts, codec.dump_account),
         )
         for kind, held, ids, dump in kinds:
             table = keys.subjects(kind)
@@ -120,13 +124,19 @@ class CachedSubjects:
             "lead": self.leads,
             "opportunity": self.opportunities,
             "other": self.others,
+            "account": self.accounts,
         }
         return held[kind]
 
     def trim(self) -> None:
         """Let the least recently used subjects go beyond `size` (read again when next
         touched)."""
-        held: tuple[dict[str, Any], ...] = (self.leads, self.opportunities, self.others)
+        held: tuple[dict[str, Any], ...] = (
+            self.leads,
+            self.opportunities,
+            self.others,
+            self.accounts,
+        )
         excess = sum(map(len, held)) - self.size
         for states in held:
             while excess > 0 and states:
@@ -134,5 +144,5 @@ class CachedSubjects:
                 excess -= 1
 
     def clear(self) -> None:
-        for states in (self.leads, self.opportunities, self.others):
+        for states in (self.leads, self.opportunities, self.others, self.accounts):
             states.clear()

@@ -78,6 +78,28 @@ def test_worker_stopped_mid_stream_and_restarted(
     assert_same(replayed, recompute(events, "full-path"))
 
 
+def test_account_mapping_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
+    """`PP_MAPPING=account`: leads and opportunities meet through account-keyed
+    messages; shuffled, duplicated, a worker SIGKILLed mid-stream: still exact."""
+    events = write_events(
+        tmp_path / "events.jsonl",
+        SyntheticConfig(seed=27, leads=1500, duplicates=0.03, shuffle=0.5, invalid=0.005),
+    )
+    total = sum(1 for line in events.open() if line.strip())
+    with replay_run(SETTINGS, partitions=4, mapping="account") as run:
+        run.send(events)
+        killed = run.start_worker()
+        run.start_worker()
+        wait_for_progress(run, total // 3)
+        killed.kill()
+        killed.wait()
+        run.start_worker()
+        replayed = collected(run)
+    expected = recompute(events, mapping="account")
+    assert expected != recompute(events), "the mappings must differ on this file"
+    assert_same(replayed, expected)
+
+
 def test_replay_equals_recompute_without_the_state_cache(tmp_path: Path) -> None:
     """Every batch reads its subjects from Redis, small batches: the reads of one
     batch meet the previous batch's write still in flight."""
