@@ -184,26 +184,28 @@ class MemorySubjects:
 
     def checkpoint(self, kind: str, key: str) -> None:
         """A copy of the subject (in the oracle, mostly of one not created yet)."""
-        self._before[(kind, key)] = copy.deepcopy(self._table(kind).get(key))
+        self._before[(kind, key)] = copy.deepcopy(table(self, kind).get(key))
 
     def restore(self, kind: str, key: str) -> None:
-        held, table = self._before[(kind, key)], self._table(kind)
+        held, subjects = self._before[(kind, key)], table(self, kind)
         if held is None:
-            table.pop(key, None)
+            subjects.pop(key, None)
         else:
-            table[key] = held
+            subjects[key] = held
 
     def release(self) -> None:
         self._before.clear()
 
-    def _table(self, kind: str) -> dict[str, Any]:
-        tables: dict[str, dict[str, Any]] = {
-            "lead": self.leads,
-            "opportunity": self.opportunities,
-            "other": self.others,
-            "account": self.accounts,
-        }
-        return tables[kind]
+
+def table(store: SubjectStore, kind: str) -> dict[str, Any]:
+    """The store's subjects of `kind` (a `SubjectId`'s kind), by key."""
+    tables: dict[str, dict[str, Any]] = {
+        "lead": store.leads,
+        "opportunity": store.opportunities,
+        "other": store.others,
+        "account": store.accounts,
+    }
+    return tables[kind]
 
 
 class Direct:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from models.engine import AccountMembers, RegistryEntry, Settled
+from models.engine import AccountMembers, RegistryEntry, Settled, table
 from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.subject import Subject
@@ -58,7 +58,7 @@ class CachedSubjects:
     def restore(self, kind: str, key: str) -> None:
         """Let the subject go: it is read again from Redis when next touched (its
         state from before this batch, which does not write it)."""
-        self._held(kind).pop(key, None)
+        table(self, kind).pop(key, None)
 
     def release(self) -> None:
         """Nothing was kept."""
@@ -77,7 +77,7 @@ class CachedSubjects:
         self._indexed = []
         self._members = await self._campaign_members(registry)
         wanted = {**wanted, "lead": set(wanted.get("lead", ())).union(*self._members.values())}
-        missing = {kind: ids - self._held(kind).keys() for kind, ids in wanted.items()}
+        missing = {kind: ids - table(self, kind).keys() for kind, ids in wanted.items()}
         states, entries = await self.store.load(missing, campaigns)
         for lead_id, raw in states["lead"].items():
             self.leads[lead_id] = codec.load_lead(raw)
@@ -118,15 +118,6 @@ class CachedSubjects:
                 held[key] = state = held.pop(key)  # to the end: most recently used
                 out.append(HashWrite(table, key, encode(dump(state))))
         return out
-
-    def _held(self, kind: str) -> dict[str, Any]:
-        held: dict[str, dict[str, Any]] = {
-            "lead": self.leads,
-            "opportunity": self.opportunities,
-            "other": self.others,
-            "account": self.accounts,
-        }
-        return held[kind]
 
     def trim(self) -> None:
         """Let the least recently used subjects go beyond `size` (read again when next

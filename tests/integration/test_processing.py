@@ -11,34 +11,19 @@ from streams.processing import LEAD_COMMANDS, Message, Processor
 from streams.settings import Settings
 from streams.state.codec import dump_registry
 from streams.state.store import StateStore
+from tests.lead_journey import CAMPAIGN, lead_journey
 
 pytestmark = pytest.mark.integration
 
-CAMPAIGN = "webinar-x"
-"""Not in the naming convention: no partner of its own, only the registry's."""
 SETTINGS = Settings(partitions=1)
 
 
 def lead_messages() -> list[Message]:
-    """A lead touched by `CAMPAIGN` a day before its creation, on `leads` partition 0."""
-    lines = [
-        {
-            "event_id": "t1",
-            "type": "touch",
-            "occurred_at": "2026-03-01T00:00:00Z",
-            "lead_id": "l1",
-            "campaign": CAMPAIGN,
-            "action": "clicked",
-        },
-        {
-            "event_id": "c1",
-            "type": "lead_created",
-            "occurred_at": "2026-03-02T00:00:00Z",
-            "lead_id": "l1",
-        },
-    ]
+    """`lead_journey` on `leads` partition 0."""
     topic = SETTINGS.topic("leads")
-    return [Message(topic, 0, offset, orjson.dumps(line)) for offset, line in enumerate(lines)]
+    return [
+        Message(topic, 0, offset, orjson.dumps(line)) for offset, line in enumerate(lead_journey())
+    ]
 
 
 async def test_a_restarted_worker_resettles_the_leads_of_an_entry_it_loaded(

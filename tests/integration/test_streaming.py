@@ -66,14 +66,9 @@ def test_worker_stopped_mid_stream_and_restarted(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=24, leads=1500, duplicates=0.02, shuffle=0.3, invalid=0.005),
     )
-    total = sum(1 for line in events.open() if line.strip())
     with replay_run(SETTINGS, partitions=4, model="full-path") as run:
         run.send(events)
-        worker = run.start_worker()
-        wait_for_progress(run, total // 3)
-        stop(worker)
-        worker.wait()
-        run.start_worker()
+        stop_one_midway(run, events, stop)
         replayed = collected(run)
     assert_same(replayed, recompute(events, "full-path"))
 
@@ -85,15 +80,9 @@ def test_account_mapping_two_workers_one_killed_and_restarted(tmp_path: Path) ->
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=27, leads=1500, duplicates=0.03, shuffle=0.5, invalid=0.005),
     )
-    total = sum(1 for line in events.open() if line.strip())
     with replay_run(SETTINGS, partitions=4, mapping="account") as run:
         run.send(events)
-        killed = run.start_worker()
-        run.start_worker()
-        wait_for_progress(run, total // 3)
-        killed.kill()
-        killed.wait()
-        run.start_worker()
+        stop_one_midway(run, events, subprocess.Popen.kill, workers=2)
         replayed = collected(run)
     expected = recompute(events, mapping="account")
     assert expected != recompute(events), "the mappings must differ on this file"
@@ -113,6 +102,23 @@ def test_replay_equals_recompute_without_the_state_cache(tmp_path: Path) -> None
         run.start_worker()
         replayed = collected(run)
     assert_same(replayed, recompute(events))
+
+
+def stop_one_midway(
+    run: ReplayRun,
+    events: Path,
+    stop: Callable[[subprocess.Popen[bytes]], object],
+    workers: int = 1,
+) -> None:
+    """Start `workers` workers, stop the first a third of the way through `events`,
+    then start a replacement."""
+    first = run.start_worker()
+    for _ in range(workers - 1):
+        run.start_worker()
+    wait_for_progress(run, sum(1 for line in events.open() if line.strip()) // 3)
+    stop(first)
+    first.wait()
+    run.start_worker()
 
 
 def wait_for_progress(run: ReplayRun, applied: int) -> None:
@@ -204,12 +210,7 @@ def test_a_poisoned_subject_is_dead_lettered_and_the_rest_applied(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     with replay_run(SETTINGS, partitions=4) as run:
         run.send(events)
-        killed = run.start_worker()
-        run.start_worker()
-        wait_for_progress(run, len(lines) // 3)
-        killed.kill()
-        killed.wait()
-        run.start_worker()
+        stop_one_midway(run, events, subprocess.Popen.kill, workers=2)
         replayed = collected(run)
         records = asyncio.run(read_topic(run.endpoints.bootstrap, run.settings.topic(DLQ), 4))
 

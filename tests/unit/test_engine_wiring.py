@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any
 
 import orjson
 import pytest
@@ -14,12 +14,9 @@ from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.parse import Rejection, parse_event
 from models.subject import Contribution, Subject
+from tests.lead_journey import CAMPAIGN, lead_journey
 
 DAY_US = 86_400_000_000
-CAMPAIGN = "webinar-x"
-"""Not in the naming convention: no partner of its own, only the registry's."""
-
-
 TOUCH = {
     "type": "touch",
     "occurred_at": "2026-03-01T00:00:00Z",
@@ -28,27 +25,15 @@ TOUCH = {
 }
 
 
+def event(line: dict[str, Any]) -> Event:
+    parsed = parse_event(orjson.dumps(line))
+    assert not isinstance(parsed, Rejection), parsed
+    return parsed
+
+
 def lead_events() -> list[Event]:
-    """A lead touched by `CAMPAIGN` a day before its creation."""
-    lines = [
-        {
-            "event_id": "t1",
-            "type": "touch",
-            "occurred_at": "2026-03-01T00:00:00Z",
-            "lead_id": "l1",
-            "campaign": CAMPAIGN,
-            "action": "clicked",
-        },
-        {
-            "event_id": "c1",
-            "type": "lead_created",
-            "occurred_at": "2026-03-02T00:00:00Z",
-            "lead_id": "l1",
-        },
-    ]
-    events = [parse_event(orjson.dumps(line)) for line in lines]
-    assert all(not isinstance(e, Rejection) for e in events)
-    return cast(list[Event], events)
+    """`lead_journey`, parsed."""
+    return [event(line) for line in lead_journey()]
 
 
 def test_an_entry_known_before_its_broadcast_still_resettles_the_campaigns_leads() -> None:
@@ -87,12 +72,6 @@ def test_an_older_entry_changes_nothing() -> None:
     engine.on_registry(CAMPAIGN, RegistryEntry(DAY_US, "r9", "hubspot"))
     assert not engine.settle()
     assert engine.ctx.registry[CAMPAIGN] == "slack"
-
-
-def event(line: dict[str, object]) -> Event:
-    parsed = parse_event(orjson.dumps(line))
-    assert not isinstance(parsed, Rejection), parsed
-    return parsed
 
 
 def poison(monkeypatch: pytest.MonkeyPatch, cls: type[Subject], key: str) -> None:
