@@ -1,7 +1,7 @@
 """Engine configuration: every rule parameter the spec calls configurable.
 
 One immutable object is handed to the engine by both the batch oracle and the
-streaming agents, so the two cannot drift apart on a setting.
+streaming workers, so the two cannot drift apart on a setting.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ class Context:
     """Config plus the campaign registry (campaign → partner).
 
     The registry is global reference data: in the batch oracle it is a dict,
-    in the workers a table every worker reads in full.
+    in the workers loaded from Redis at start and kept current by the entries'
+    broadcasts (models/engine.py's `Registry`).
     """
 
     config: EngineConfig

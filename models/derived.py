@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import TypeAlias
 
 from models.config import DAY_US
-from models.contrib import MetricKey
 from models.output import unit_of
+from models.subject import MetricKey
 
 Derived: TypeAlias = dict[str, float | None]
 ScopeMetrics: TypeAlias = Mapping[str, int]

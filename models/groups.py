@@ -23,7 +23,6 @@ from typing import TypeAlias, TypeVar
 
 from models.config import DAY_US
 from models.context import Context
-from models.contrib import Contribution, Deltas, MetricKey, Subject, add_scopes
 from models.events import (
     EPOCH,
     AccountSnapshot,
@@ -42,6 +41,7 @@ from models.events import (
 )
 from models.output import unit_of
 from models.partners import PARTNERS, normalise, partner_id, resolve, scopes_of
+from models.subject import Contribution, Deltas, MetricKey, Subject, add_scopes
 
 Metrics: TypeAlias = dict[MetricKey, int]
 T = TypeVar("T")

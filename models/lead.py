@@ -26,7 +26,9 @@ from models.attribution import (
 )
 from models.config import DAY_US
 from models.context import Context
-from models.contrib import (
+from models.events import LeadCreated, LeadEvent, Mql, Touch
+from models.partners import PARTNERS, normalise, partner_id
+from models.subject import (
     Contribution,
     Deltas,
     MetricKey,
@@ -35,8 +37,6 @@ from models.contrib import (
     count_scopes,
     credit_lines,
 )
-from models.events import LeadCreated, LeadEvent, Mql, Touch
-from models.partners import PARTNERS, normalise, partner_id
 
 MICRO = 1_000_000
 """A lead conversion is split in millionths, so attributed conversions stay integers."""

@@ -26,7 +26,10 @@ from models.attribution import (
 )
 from models.config import DAY_US, STAGE_ORDER
 from models.context import Context
-from models.contrib import (
+from models.events import OpportunityCreated, OpportunityEvent
+from models.lead import LeadSnapshot
+from models.partners import PARTNERS, normalise, partner_id
+from models.subject import (
     Contribution,
     CreditLine,
     Deltas,
@@ -36,9 +39,6 @@ from models.contrib import (
     count_scopes,
     credit_lines,
 )
-from models.events import OpportunityCreated, OpportunityEvent
-from models.lead import LeadSnapshot
-from models.partners import PARTNERS, normalise, partner_id
 
 
 class Created(NamedTuple):
@@ -156,7 +156,7 @@ class OpportunityState(Subject):
         prefix = "nb" if created.business == "new_business" else "ex"
         metrics = self.quality()
         attributed = scope_totals((line.scopes, line.units) for line in credits.values())
-        for stage, moment in (("s2", _pair(self.qualified)), ("cw", _pair(self.won))):
+        for stage, moment in (("s2", self.qualified), ("cw", self.won)):
             if moment is None:
                 continue
             scopes = influenced_scopes(pooled, moment, ctx.config.lookback_us)
@@ -177,7 +177,7 @@ class OpportunityState(Subject):
 
     def _close(self) -> Moment | None:
         """The earliest `closed_won` (a win is never undone), else the earliest `closed_lost`."""
-        return _pair(self.won) or _pair(self.lost)
+        return self.won or self.lost
 
     def _performance(
         self, ctx: Context, pooled: list[Touchpoint], metrics: dict[MetricKey, int]
@@ -236,11 +236,4 @@ class OpportunityState(Subject):
 
 
 def _earliest(held: Moment | None, new: Moment) -> Moment:
-    held = _pair(held)
     return new if held is None or new < held else held
-
-
-def _pair(held: Moment | None) -> Moment | None:
-    """`held` as a tuple: a state restored by the worker's JSON codec holds the
-    `(ts, event_id)` pair as a list, which does not compare with tuples."""
-    return None if held is None else (held[0], held[1])

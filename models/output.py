@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from models.contrib import MetricKey
 from models.lead import MICRO
+from models.subject import MetricKey
 
 UNITS: dict[str, int] = {
     "nb.leads.attributed": MICRO,

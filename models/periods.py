@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final, Literal
 
-from models.contrib import MetricKey
+from models.subject import MetricKey
 
 SERIES_MARK: Final = "@"
 """Separates a metric from its day in a series point's name: `nb.cw.influenced@2026-09-14`."""

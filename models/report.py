@@ -17,10 +17,10 @@ from typing import Any
 from rich.console import JustifyMethod
 from rich.table import Table
 
-from models.contrib import MetricKey
 from models.derived import Derived, by_scope, derive
 from models.events import EPOCH
 from models.output import render_value
+from models.subject import MetricKey
 
 Value = int | float | str | None
 

@@ -26,7 +26,8 @@
 --   holds does not have the digest, the script writes nothing and fails with
 --   STALE: the sender's view is wrong and it must not go on.
 --   "st" (optional): subject state written with the batch; op "h" is
---   HSET key field ARGV[value index], "s" is SADD key field (streams/state.py).
+--   HSET key field ARGV[value index], "s" is SADD key member (sinks/redis_sink.py
+--   `HashWrite` / `SetAdd`; the layout is streams/state's).
 --   Values travel as arguments of their own: they may be binary (compressed).
 --   "f" (optional): the fence.  Every partition must be owned by `token` in
 --   the owners hash, else the script writes nothing and fails with FENCED: a

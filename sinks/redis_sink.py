@@ -1,7 +1,8 @@
 """The Redis sink of the streaming path: effectively once by construction.
 
-The engine hands over, per settled subject, its *absolute* current
-`Contribution`.  `RedisSink.apply` sends one Lua script call (`apply.lua`) per
+The worker hands over a `SinkBatch`: per settled subject its *absolute*
+current `Contribution`, plus the batch's dead letters, subject state and
+offsets.  `RedisSink.execute` sends one Lua script call (`apply.lua`) per
 batch; the script diffs each contribution against the one Redis holds from the
 subject's previous publication and applies only the difference.  Re-sending a
 contribution is therefore a no-op, so a crash and replay at any point neither
@@ -36,7 +37,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from models.contrib import (
+from models.subject import (
     EMPTY,
     Contribution,
     CreditDelta,
@@ -51,11 +52,15 @@ __all__ = [
     "DeadLetter",
     "Fence",
     "FencedError",
+    "HashWrite",
     "MetricUpdate",
     "Prepared",
     "RedisSink",
+    "SetAdd",
+    "SinkBatch",
     "SinkResult",
     "SinkUnavailableError",
+    "StateWrite",
     "credit_deltas",
     "metric_updates",
     "redact_url",
@@ -79,11 +84,85 @@ class DeadLetter:
     partition: int
     offset: int
     reason: str
+    error: str = ""
+    """For `processing_error`: the exception's type and message (never a stack)."""
 
     @property
     def source(self) -> str:
         """``topic|partition|offset``: the dead letter's identity (counted once)."""
         return f"{self.topic}|{self.partition}|{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class HashWrite:
+    """Subject state: ``HSET key field value``."""
+
+    key: str
+    field: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SetAdd:
+    """A state index entry: ``SADD key member``."""
+
+    key: str
+    member: str
+
+
+StateWrite = HashWrite | SetAdd
+"""A write of subject state, applied with the batch (after its contributions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may write a batch: `token` must own each of `partitions` in hash `key`."""
+
+    key: str
+    token: str
+    partitions: frozenset[int]
+
+
+@dataclass(slots=True)
+class SinkBatch:
+    """Everything one batch writes to Redis, in one atomic, fenced, idempotent call.
+
+    `contributions` are absolute (subject -> its current contribution): the
+    script publishes their difference to what Redis holds.  `causes` names the
+    event behind each subject's credit changes (in the outbox).  `bases`
+    (subject -> the contribution the sender knows Redis holds for it, `EMPTY`
+    for a subject never published) lets the sink send summed metric deltas
+    instead of having the script diff; the script checks each base's digest
+    before writing anything and refuses the call (`STALE`) if one is wrong.
+    `dead_letters` are counted once per source offset.  `states` are written
+    after every contribution.  `first` and `last` are the batch's first and
+    last offset per (topic, partition): the applied offsets are raised to
+    `last`; with `first`, a batch that does not follow the applied offsets is
+    refused and one already applied changes nothing (bases need it).  With a
+    `fence`, every call first checks that the sender still owns the
+    partitions.
+    """
+
+    contributions: dict[str, Contribution] = field(default_factory=dict)
+    causes: dict[str, str] = field(default_factory=dict)
+    bases: dict[str, Contribution] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    states: list[StateWrite] = field(default_factory=list)
+    first: dict[tuple[str, int], int] = field(default_factory=dict)
+    last: dict[tuple[str, int], int] = field(default_factory=dict)
+    fence: Fence | None = None
+
+    def publish(
+        self, subject: str, new: Contribution, base: Contribution | None, cause: str
+    ) -> None:
+        """Send `subject`'s new contribution, unless it equals its known `base`
+        (None: not known, always sent; the script diffs)."""
+        if base is not None:
+            if base == new:
+                return
+            self.bases[subject] = base
+        self.contributions[subject] = new
+        self.causes[subject] = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +197,6 @@ class Prepared:
     calls: list[tuple[bytes, list[bytes]]]
     """(JSON argument, binary state values) per script call."""
     decode: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Fence:
-    """Who may write a batch: `token` must own each of `partitions` in hash `key`."""
-
-    key: str
-    token: str
-    partitions: frozenset[int]
 
 
 class FencedError(Exception):
@@ -172,7 +242,7 @@ class RedisSink:
 
     `max_wait` bounds how long one call keeps retrying while Redis is
     unavailable (None: forever, which is the back-pressure of the streaming
-    path: the calling agent does not proceed until Redis answers).
+    path: the worker does not go on until Redis answers).
     """
 
     def __init__(
@@ -245,72 +315,47 @@ class RedisSink:
 
     # --- writing ------------------------------------------------------------
 
-    async def apply(self, *args: Any, **options: Any) -> SinkResult:
-        """`prepare(*args, **options)`, then `execute` it: one batch, start to end."""
-        return await self.execute(self.prepare(*args, **options))
-
-    def prepare(
+    async def apply(
         self,
         contributions: Mapping[str, Contribution],
-        dead_letters: Sequence[DeadLetter],
-        offsets: Mapping[tuple[str, int], int],
-        *,
-        causes: Mapping[str, str] | None = None,
-        states: Sequence[tuple[str, str, str, bytes]] = (),
-        fence: Fence | None = None,
-        first: Mapping[tuple[str, int], int] | None = None,
-        decode: bool = True,
-        bases: Mapping[str, Contribution] | None = None,
-    ) -> Prepared:
-        """Encode one batch's script calls (`execute` runs them).
+        dead_letters: Sequence[DeadLetter] = (),
+        offsets: Mapping[tuple[str, int], int] | None = None,
+    ) -> SinkResult:
+        """Publish absolute contributions, count dead letters and raise applied
+        offsets, unfenced: the shortcut for a batch of only these pieces."""
+        batch = SinkBatch(dict(contributions), dead_letters=list(dead_letters))
+        batch.last.update(offsets or {})
+        return await self.execute(self.prepare(batch))
 
-        The contributions of `contributions`' subjects are absolute: the
-        script publishes their difference to what Redis holds.
-        `dead_letters` are counted once per source offset; `offsets` (topic,
-        partition) -> offset raise ``pp:offsets`` to at least that value, and
-        `states` (streams/state.py) are written, in the last script call of
-        the batch, after every contribution.  `causes` (subject -> event id)
-        names the event behind each subject's credit changes, in the returned
-        deltas and the outbox.
+    def prepare(self, batch: SinkBatch, *, decode: bool = True) -> Prepared:
+        """Encode one batch's script calls (`execute` runs them); see `SinkBatch`.
 
-        `fence` and `first` (topic, partition) -> the batch's first offset
-        make every call check, before writing anything, that this worker
-        still owns the partitions and that the batch follows what was
-        applied; else `FencedError`.  A batch already applied (a retry after
-        a lost reply) is then recognised and changes nothing.  `decode`
-        False leaves the result empty: the script then sends no change lists
-        back (the worker does not use them; the outbox carries the changes).
-
-        One script call per `max_subjects_per_call` subjects (one for any
-        ordinary batch); each call is atomic and idempotent, so a crash
+        `decode` False leaves the result empty: the script then sends no
+        change lists back (the worker does not use them; the outbox carries
+        the changes).  One script call per `max_subjects_per_call` subjects
+        (one for any ordinary batch), the dead letters, offsets and state
+        writes in the last; each call is atomic and idempotent, so a crash
         between calls is repaired by re-sending the batch.  Everything is
-        encoded here, so the caller may change its objects while `execute`
-        is under way (the worker processes the next batch meanwhile).
-
-        `bases` (subject -> the contribution the caller knows Redis holds for it,
-        `EMPTY` for a subject never published) lets the script skip the diff:
-        the subjects' metric deltas are summed here, one row per metric for the
-        whole call, and what did not change is not sent.  The script checks each
-        base (a digest of its metrics) before writing anything and refuses the
-        call if one is wrong (`FencedError`: the caller's view is stale).  So
-        `bases` need `first`: a repeated call that landed is then recognised by
-        its offsets before any base is checked.
+        encoded here, so the caller may change its objects while `execute` is
+        under way (the worker processes the next batch meanwhile).
         """
-        if bases and not first:
+        if batch.bases and not batch.first:
             raise ValueError("bases need first offsets: a repeated call must be recognised")
-        subjects = sorted(contributions)
-        causes = causes or {}
-        bases = bases or {}
+        contributions, causes, bases = batch.contributions, batch.causes, batch.bases
         encoded = [
-            _encode_subject(s, contributions[s], causes.get(s, ""), bases.get(s)) for s in subjects
+            _encode_subject(s, contributions[s], causes.get(s, ""), bases.get(s))
+            for s in sorted(contributions)
         ]
-        dlq = [[d.source, d.reason] for d in dead_letters]
-        offs = [[_tp(tp), _exact(off)] for tp, off in offsets.items()]
+        dlq = [[d.source, d.reason] for d in batch.dead_letters]
+        offs = [[_tp(tp), _exact(off)] for tp, off in batch.last.items()]
         checks: dict[str, Any] = {}
-        if fence is not None:
+        if batch.fence is not None:
+            fence = batch.fence
             checks["f"] = [fence.key, fence.token, sorted(fence.partitions)]
-        if first:
-            checks["x"] = [[_tp(tp), _exact(off), offsets[tp]] for tp, off in first.items()]
+        if batch.first:
+            checks["x"] = [
+                [_tp(tp), _exact(off), batch.last[tp]] for tp, off in batch.first.items()
+            ]
         step = self.max_subjects_per_call
         chunks = [encoded[i : i + step] for i in range(0, len(encoded), step)] or [[]]
         calls: list[tuple[bytes, list[bytes]]] = []
@@ -318,18 +363,17 @@ class RedisSink:
             net: dict[MetricKey, int] = {}
             for _, deltas in chunk:
                 merge(net, deltas)
-            batch: dict[str, Any] = {"s": [entry for entry, _ in chunk], "d": [], "o": [], **checks}
+            call: dict[str, Any] = {"s": [entry for entry, _ in chunk], "d": [], "o": [], **checks}
             if net:
-                batch["n"] = _metric_rows(net)
+                call["n"] = _metric_rows(net)
             if not decode:
-                batch["q"] = 1
+                call["q"] = 1
             values: list[bytes] = []
             if i == len(chunks) - 1:
                 # values are ARGV[4], ARGV[5], ...: binary-safe, outside the JSON
-                st = [[op, key, name, n + 4] for n, (op, key, name, _) in enumerate(states)]
-                batch.update(d=dlq, o=offs, st=st)
-                values = [value for *_, value in states]
-            calls.append((orjson.dumps(batch), values))
+                st, values = _state_entries(batch.states)
+                call.update(d=dlq, o=offs, st=st)
+            calls.append((orjson.dumps(call), values))
         return Prepared(calls, decode)
 
     async def execute(self, prepared: Prepared) -> SinkResult:
@@ -459,6 +503,21 @@ class RedisSink:
 # --- encoding -----------------------------------------------------------------
 
 
+def _state_entries(states: Sequence[StateWrite]) -> tuple[list[list[Any]], list[bytes]]:
+    """The script's state writes (``["h", key, field, ARGV index]`` or ``["s", key,
+    member]``) and the values they refer to, passed as ARGV[4], ARGV[5], ...
+    (binary-safe, outside the JSON)."""
+    entries: list[list[Any]] = []
+    values: list[bytes] = []
+    for write in states:
+        if isinstance(write, HashWrite):
+            values.append(write.value)
+            entries.append(["h", write.key, write.field, len(values) + 3])
+        else:
+            entries.append(["s", write.key, write.member])
+    return entries, values
+
+
 def _tp(tp: tuple[str, int]) -> str:
     return f"{tp[0]}|{tp[1]}"
 
@@ -577,7 +636,7 @@ def credit_deltas(credit_changes: Iterable[Sequence[Any]]) -> list[CreditDelta]:
     Each change is ``[subject (encoded), touch id, old line, new line, cause]``,
     a line being its JSON text or None/False when absent (None in a script
     reply, false in an outbox entry), the cause the event id behind the
-    change.  The deltas are `models.contrib.diff`'s: one delta when the
+    change.  The deltas are `models.subject.diff`'s: one delta when the
     line's scopes stayed, else a retraction of the old line and the new line.
     """
     out: list[CreditDelta] = []

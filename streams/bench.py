@@ -61,7 +61,6 @@ from models.events import INPUT_TOPICS, route
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.synthetic import SyntheticConfig, generate
 from sinks.redis_sink import RedisSink
-from streams import codec
 from streams.embedded import create_topics
 from streams.processing import CONSUMED
 from streams.runtime import (
@@ -76,7 +75,8 @@ from streams.runtime import (
     stop_worker,
 )
 from streams.settings import Settings
-from streams.state import StateKeys, pack
+from streams.state import codec
+from streams.state.store import StateKeys, pack
 
 Record = tuple[str, bytes | None, bytes]
 """(topic before prefix, key, value): one line of the file, routed as `send` routes it."""

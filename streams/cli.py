@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from models.config import EngineConfig
-from models.contrib import MetricKey
 from models.crm import CrmExport
 from models.crm import convert as convert_export
 from models.engine import Engine
@@ -28,6 +27,7 @@ from models.events import Event, to_micros
 from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.report import build_report, parse_as_of, rich_tables
+from models.subject import MetricKey
 from models.synthetic import SyntheticConfig
 from models.synthetic import generate as synthesise
 from streams.settings import Settings
@@ -410,12 +410,20 @@ def send(file: Path) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the SPEC §6 JSON document.")
 @model_option
+@mapping_option
 @click.option("--partitions", default=4, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Worker processes.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait.")
 @click.option("--keep", is_flag=True, help="Keep the run's Redis keys.")
 def replay(
-    file: Path, as_json: bool, model: str, partitions: int, workers: int, timeout: float, keep: bool
+    file: Path,
+    as_json: bool,
+    model: str,
+    mapping: str,
+    partitions: int,
+    workers: int,
+    timeout: float,
+    keep: bool,
 ) -> None:
     """Run FILE through broker → workers → Redis and print what Redis holds.
 
@@ -424,7 +432,7 @@ def replay(
     """
     from streams.runtime import replay_run
 
-    with replay_run(Settings(), partitions=partitions, model=model) as run:
+    with replay_run(Settings(), partitions=partitions, model=model, mapping=mapping) as run:
         run.send(file)
         for _ in range(workers):
             run.start_worker()

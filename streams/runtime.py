@@ -27,9 +27,9 @@ from typing import TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
-from models.contrib import MetricKey
 from models.events import ROUTES, route
 from models.parse import Rejection, parse_event
+from models.subject import MetricKey
 from sinks.redis_sink import RedisSink
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, create_topics
 from streams.processing import CONSUMED

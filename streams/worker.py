@@ -3,18 +3,13 @@
 One aiokafka consumer in the group reads every topic of the pipeline
 (co-partitioned: the range assignor gives a worker the same partition
 numbers of every topic, so a lead's events, commands and state all belong to
-one worker).  Each poll is one batch, processed by `Processor`
-(streams/processing.py) with `concurrency` 1 by construction:
-
-1. load the touched subjects' state from Redis;
-2. ingest and settle in the engine;
-3. produce internal messages and dead letters, and wait for the broker's
-   acknowledgements;
-4. one atomic Lua call: contributions, new states, dead-letter counts and
-   the batch's offsets, fenced by partition ownership and offset continuity.
-   It runs while the next batch goes through steps 1-3; the next call
-   starts only after it has landed, and a read of state it is writing
-   waits for it.
+one worker).  Each poll is one batch, taken through the steps listed in
+streams/processing.py: `Processor` decodes, loads and settles it; here it is
+produced, applied to Redis (one atomic Lua call: contributions, new states,
+dead-letter counts and the batch's offsets, fenced by partition ownership and
+offset continuity) and committed.  The sink call runs while the next batch
+is processed; the next call starts only after it has landed, and a read of
+state it is writing waits for it.
 
 Redis therefore holds, at every instant, the state and the metrics of exactly
 the offsets it records as applied.  On assignment a worker claims its
@@ -46,7 +41,7 @@ from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untype
 )
 
 from sinks.forwarder import AiokafkaOutput, OutboxForwarder
-from sinks.redis_sink import Fence, FencedError, Prepared, RedisSink
+from sinks.redis_sink import DeadLetter, Fence, FencedError, Prepared, RedisSink
 from streams.embedded import create_topics
 from streams.processing import (
     CONSUMED,
@@ -59,7 +54,7 @@ from streams.processing import (
     Processor,
 )
 from streams.settings import Settings
-from streams.state import StateStore
+from streams.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -157,23 +152,15 @@ class Worker:
             batch = await self.processor.process(messages)
             await self.store.record_registry(batch.registry)
             await self._produce(batch)
-            fence = Fence(self.store.keys.owners, self.token, frozenset(p for _, p in batch.last))
-            prepared = self.sink.prepare(
-                batch.contributions,
-                batch.dead,
-                batch.last,
-                causes=batch.causes,
-                bases=batch.bases,
-                states=batch.states,
-                fence=fence,
-                first=batch.first,
-                decode=False,
-            )
+            sink = batch.sink
+            partitions = frozenset(p for _, p in sink.last)
+            sink.fence = Fence(self.store.keys.owners, self.token, partitions)
+            prepared = self.sink.prepare(sink, decode=False)
         except Exception as exc:
             _failed(exc)
         await self._drain()
-        self._applying = asyncio.create_task(self._apply(prepared, batch.last))
-        self.store.writing(batch.states, self._applying)
+        self._applying = asyncio.create_task(self._apply(prepared, sink.last))
+        self.store.writing(sink.states, self._applying)
         await asyncio.sleep(0)  # the call goes out now, not after the next batch's decoding
 
     async def _apply(self, prepared: Prepared, last: dict[tuple[str, int], int]) -> None:
@@ -197,18 +184,17 @@ class Worker:
         output = self._output
         assert output is not None
         topic = self.settings.topic
-        for name, key, partition, value in batch.sends:
-            await output.send(
-                topic(name), key.encode() if key else None, value, partition=partition
-            )
-        for dead, (raw, headers) in zip(batch.dead, batch.dead_raw, strict=True):
+        for send in batch.sends:
+            key = send.key.encode() if send.key else None
+            await output.send(topic(send.topic), key, send.value, partition=send.partition)
+        for dead, raw in zip(batch.sink.dead_letters, batch.dead_raw, strict=True):
             # a dead letter goes to its source's partition number: no key to hash
             await output.send(
                 topic(DLQ),
                 None,
                 raw,
                 partition=dead.partition % self.settings.partitions,
-                headers=list(headers.items()),
+                headers=_dead_letter_headers(dead),
             )
         await output.flush()
 
@@ -290,6 +276,20 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.worker.on_assigned(assigned)
+
+
+def _dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
+    """The reason and the source coordinates of a dead letter (its identity), and
+    the error of a `processing_error`."""
+    headers = [
+        ("reason", dead.reason.encode()),
+        ("source_topic", dead.topic.encode()),
+        ("source_partition", str(dead.partition).encode()),
+        ("source_offset", str(dead.offset).encode()),
+    ]
+    if dead.error:
+        headers.append(("error", dead.error.encode()))
+    return headers
 
 
 def _failed(exc: Exception) -> NoReturn:

@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import orjson
 
-from models.contrib import Contribution, MetricKey
-from models.engine import Engine
+from models.engine import GROUP, Engine
 from models.parse import Rejection, parse_event
+from models.subject import Contribution, MetricKey
 from models.synthetic import SyntheticConfig, generate
 from sinks.redis_sink import DeadLetter
 
@@ -40,8 +40,13 @@ def contributions(engine: Engine) -> dict[str, Contribution]:
     """Every subject's current contribution, by sink subject name."""
     out = {f"lead:{k}": s.contribution for k, s in engine.leads.items()}
     out.update({f"opportunity:{k}": s.contribution for k, s in engine.opportunities.items()})
-    out.update({f"{t}:{k}": s.contribution for (t, k), s in engine.others.items()})
-    out.update({f"{f}:{k}": s.contribution for (f, k), s in engine.groups.items()})
+    out.update(
+        {
+            f"{kind.removeprefix(GROUP)}:{key}": subject.contribution
+            for key, subjects in engine.others.items()
+            for kind, subject in subjects.items()
+        }
+    )
     return out
 
 

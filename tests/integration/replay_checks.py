@@ -27,8 +27,8 @@ def write_events(path: Path, config: SyntheticConfig) -> Path:
     return path
 
 
-def recompute(path: Path, model: str = "w-shaped") -> dict[str, Any]:
-    config = engine_config(model, "contact-role")
+def recompute(path: Path, model: str = "w-shaped", mapping: str = "contact-role") -> dict[str, Any]:
+    config = engine_config(model, mapping)
     engine = Engine(config)
     engine.run(read_jsonl(path, config, MAX_BYTES))
     return render(engine.totals, engine.credits())

@@ -18,7 +18,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaProducer,
 )
 
-from models.contrib import Contribution, CreditLine, MetricKey
+from models.subject import Contribution, CreditLine, MetricKey
 from models.synthetic import SyntheticConfig
 from sinks.forwarder import CREDITS_TOPIC, METRICS_TOPIC, AiokafkaOutput, OutboxForwarder
 from sinks.redis_sink import DeadLetter, RedisSink

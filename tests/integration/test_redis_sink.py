@@ -22,16 +22,19 @@ import orjson
 import pytest
 from redis import exceptions as rexc
 
-from models.contrib import EMPTY, Contribution, CreditLine, MetricKey
+from models.subject import EMPTY, Contribution, CreditLine, MetricKey
 from models.synthetic import SyntheticConfig
 from sinks.keys import escape, escape_named, unescape, unescape_named
 from sinks.redis_sink import (
     DeadLetter,
     Fence,
     FencedError,
+    HashWrite,
     RedisSink,
+    SinkBatch,
     SinkResult,
     SinkUnavailableError,
+    StateWrite,
 )
 from tests.integration.engine_batches import TOPIC, Batch, Run
 from tests.integration.engine_batches import engine_run as run_engine
@@ -53,6 +56,16 @@ def engine_run() -> Run:
 
 async def send(sink: RedisSink, batch: Batch) -> SinkResult:
     return await sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
+
+
+def sink_batch(batch: Batch, **fields: Any) -> SinkBatch:
+    """`batch` as the sink's typed batch, with the given extra fields."""
+    return SinkBatch(
+        dict(batch.contributions),
+        dead_letters=list(batch.dead_letters),
+        last=dict(batch.offsets),
+        **fields,
+    )
 
 
 def assert_matches(metrics: dict[MetricKey, int], totals: dict[MetricKey, int]) -> None:
@@ -143,14 +156,10 @@ async def test_metric_deltas_from_bases_and_a_wrong_base_refused(sink: RedisSink
                 before = (await sink.read_metrics(), await sink.read_offsets())
                 wrong = bases
             with pytest.raises(FencedError, match="STALE"):
-                await sink.apply(
-                    batch.contributions, batch.dead_letters, batch.offsets, bases=wrong, first=first
-                )
+                await sink.execute(sink.prepare(sink_batch(batch, bases=wrong, first=first)))
             assert (await sink.read_metrics(), await sink.read_offsets()) == before
             bases.pop(victim)
-        prepared = sink.prepare(
-            batch.contributions, batch.dead_letters, batch.offsets, bases=bases, first=first
-        )
+        prepared = sink.prepare(sink_batch(batch, bases=bases, first=first))
         for entry in orjson.loads(prepared.calls[0][0])["s"]:
             unchanged.update(
                 k for k, v in (("metrics", entry[1]), ("lines", entry[2])) if v is False
@@ -167,7 +176,7 @@ async def test_metric_deltas_from_bases_and_a_wrong_base_refused(sink: RedisSink
 
 async def test_bases_need_first_offsets(sink: RedisSink) -> None:
     with pytest.raises(ValueError, match="first"):
-        sink.prepare({"lead:a": EMPTY}, [], {}, bases={"lead:a": EMPTY})
+        sink.prepare(SinkBatch({"lead:a": EMPTY}, bases={"lead:a": EMPTY}))
 
 
 # --- dashboard keys: daily series and leaderboards ----------------------------------
@@ -223,17 +232,17 @@ async def test_fenced_batches_write_nothing(sink: RedisSink) -> None:
     owners = sink.keys.prefix + "owners"
     await sink.client.hset(owners, mapping={"0": "worker-a"})
     one = {("leads", 0): 9}
-    state = [("h", sink.keys.prefix + "state:lead", "l-1", b"v1")]
+    state: list[StateWrite] = [HashWrite(sink.keys.prefix + "state:lead", "l-1", b"v1")]
 
     async def apply(token: str, first: int, last: int, value: int = 1) -> SinkResult:
-        return await sink.apply(
+        batch = SinkBatch(
             {"lead:l-1": Contribution({("all", "nb.leads.influenced"): value}, {})},
-            [],
-            {("leads", 0): last},
             states=state,
-            fence=Fence(owners, token, frozenset({0})),
             first={("leads", 0): first},
+            last={("leads", 0): last},
+            fence=Fence(owners, token, frozenset({0})),
         )
+        return await sink.execute(sink.prepare(batch))
 
     await apply("worker-a", 0, 9)
     assert await sink.read_offsets() == one

@@ -18,7 +18,7 @@ import pytest
 import redis
 from redis import exceptions as rexc
 
-from models.contrib import Contribution
+from models.subject import Contribution
 from models.synthetic import SyntheticConfig
 from sinks.redis_sink import DeadLetter
 from streams.runtime import sink_for

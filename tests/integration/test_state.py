@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from sinks.redis_sink import RedisSink
-from streams.state import StateStore
+from sinks.redis_sink import HashWrite, RedisSink, SetAdd
+from streams.state.store import StateStore
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ async def test_a_read_waits_for_the_write_in_flight_of_its_key(sink: RedisSink) 
     leads = store.keys.subjects("lead")
     await sink.client.hset(leads, mapping={"a": store.encode(b"old"), "b": store.encode(b"b")})
     landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    store.writing([("h", leads, "a", store.encode(b"new"))], landed)
+    store.writing([HashWrite(leads, "a", store.encode(b"new"))], landed)
 
     other, _ = await asyncio.wait_for(store.load({"lead": {"b"}}), 2)
     assert other["lead"] == {"b": b"b"}, "a key not being written is read at once"
@@ -37,7 +37,7 @@ async def test_campaign_members_wait_for_the_write_in_flight_of_their_set(
     store = StateStore(sink)
     webinar = store.keys.campaign("2026q3_ptnr_slack_webinar_emea_x")
     landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    store.writing([("s", webinar, "l2", b"")], landed)
+    store.writing([SetAdd(webinar, "l2")], landed)
 
     assert await asyncio.wait_for(store.campaign_leads(["other"]), 2) == {"other": set()}
     reading = asyncio.create_task(store.campaign_leads(["2026q3_ptnr_slack_webinar_emea_x"]))

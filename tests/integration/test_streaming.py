@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -12,11 +13,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from models.lead import LeadState
 from models.synthetic import SyntheticConfig, generate
 from streams.processing import CREDITS, DLQ, METRICS
 from streams.runtime import ReplayRun, replay_run, stop_worker
 from streams.settings import Settings
 from tests.integration.kafka_topics import read_topic
+from tests.integration.poison.sitecustomize import poison_lead
 from tests.integration.replay_checks import (
     assert_same,
     collected,
@@ -63,16 +66,27 @@ def test_worker_stopped_mid_stream_and_restarted(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=24, leads=1500, duplicates=0.02, shuffle=0.3, invalid=0.005),
     )
-    total = sum(1 for line in events.open() if line.strip())
     with replay_run(SETTINGS, partitions=4, model="full-path") as run:
         run.send(events)
-        worker = run.start_worker()
-        wait_for_progress(run, total // 3)
-        stop(worker)
-        worker.wait()
-        run.start_worker()
+        stop_one_midway(run, events, stop)
         replayed = collected(run)
     assert_same(replayed, recompute(events, "full-path"))
+
+
+def test_account_mapping_two_workers_one_killed_and_restarted(tmp_path: Path) -> None:
+    """`PP_MAPPING=account`: leads and opportunities meet through account-keyed
+    messages; shuffled, duplicated, a worker SIGKILLed mid-stream: still exact."""
+    events = write_events(
+        tmp_path / "events.jsonl",
+        SyntheticConfig(seed=27, leads=1500, duplicates=0.03, shuffle=0.5, invalid=0.005),
+    )
+    with replay_run(SETTINGS, partitions=4, mapping="account") as run:
+        run.send(events)
+        stop_one_midway(run, events, subprocess.Popen.kill, workers=2)
+        replayed = collected(run)
+    expected = recompute(events, mapping="account")
+    assert expected != recompute(events), "the mappings must differ on this file"
+    assert_same(replayed, expected)
 
 
 def test_replay_equals_recompute_without_the_state_cache(tmp_path: Path) -> None:
@@ -88,6 +102,23 @@ def test_replay_equals_recompute_without_the_state_cache(tmp_path: Path) -> None
         run.start_worker()
         replayed = collected(run)
     assert_same(replayed, recompute(events))
+
+
+def stop_one_midway(
+    run: ReplayRun,
+    events: Path,
+    stop: Callable[[subprocess.Popen[bytes]], object],
+    workers: int = 1,
+) -> None:
+    """Start `workers` workers, stop the first a third of the way through `events`,
+    then start a replacement."""
+    first = run.start_worker()
+    for _ in range(workers - 1):
+        run.start_worker()
+    wait_for_progress(run, sum(1 for line in events.open() if line.strip()) // 3)
+    stop(first)
+    first.wait()
+    run.start_worker()
 
 
 def wait_for_progress(run: ReplayRun, applied: int) -> None:
@@ -152,3 +183,82 @@ def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path) -> None:
         assert headers["source_topic"].startswith(run.settings.topic_prefix)
         assert int(headers["source_offset"]) >= 0 and int(headers["source_partition"]) in (0, 1)
     assert_same(replayed, recompute(events))
+
+
+POISON = Path(__file__).parent / "poison"
+
+
+def test_a_poisoned_subject_is_dead_lettered_and_the_rest_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settling one lead raises (an injected fault) in two workers, one SIGKILLed
+    mid-stream: that lead's messages are dead-lettered as `processing_error`, the
+    workers go on, and the result is the oracle's under the same fault; every
+    other number is the oracle's on the file without the poisoned lead's lines."""
+    events = write_events(
+        tmp_path / "events.jsonl",
+        SyntheticConfig(seed=26, leads=1200, duplicates=0.03, shuffle=0.3, invalid=0.005),
+    )
+    lines = events.read_bytes().splitlines()
+    victim = poison_victim(lines)
+    poisoned = [line for line in lines if _lead_of(line) == victim]
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b"".join(line + b"\n" for line in lines if _lead_of(line) != victim))
+
+    monkeypatch.setenv("PP_TEST_POISON_LEAD", victim)
+    path = [str(POISON), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    with replay_run(SETTINGS, partitions=4) as run:
+        run.send(events)
+        stop_one_midway(run, events, subprocess.Popen.kill, workers=2)
+        replayed = collected(run)
+        records = asyncio.run(read_topic(run.endpoints.bootstrap, run.settings.topic(DLQ), 4))
+
+    letters = {
+        (h["source_topic"], h["source_partition"], h["source_offset"]): (r.value, h)
+        for r in records
+        for h in [{k: v.decode() for k, v in r.headers}]
+        if h["reason"] == "processing_error"
+    }
+    assert sorted(raw for raw, _ in letters.values()) == sorted(poisoned)
+    for _, headers in letters.values():
+        assert headers["error"] == f"RuntimeError: injected fault settling lead {victim}"
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LeadState, "contribute", LeadState.contribute)
+        poison_lead(victim)
+        assert_same(replayed, recompute(events))
+    expected = recompute(clean)
+    dq = expected["metrics"]["all"]
+    dq["dq.dead_letters"] += len(poisoned)
+    dq["dq.dead_letters.processing_error"] = len(poisoned)
+    assert_same(replayed, expected)
+
+
+def _lead_of(line: bytes) -> str | None:
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return event.get("lead_id") if isinstance(event, dict) else None
+
+
+def poison_victim(lines: list[bytes]) -> str:
+    """A lead with several lines, a duplicate among them, and no opportunity."""
+    contacts = set()
+    counts: dict[str, list[bytes]] = {}
+    for line in lines:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        contacts.update(event.get("lead_ids") or ())
+        if "lead_id" in event:
+            counts.setdefault(event["lead_id"], []).append(line)
+    return next(
+        lead
+        for lead, own in sorted(counts.items())
+        if lead not in contacts and len(own) >= 3 and len(set(own)) < len(own)
+    )

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from models.contrib import Contribution, CreditLine
+from models.subject import Contribution, CreditLine
 from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
 from streams.web import serve

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.config import EngineConfig
-from models.contrib import Deltas
 from models.engine import Engine
 from models.events import Event
 from models.lead import MICRO
 from models.output import render
 from models.parse import Rejection, parse_event
+from models.subject import Deltas
 
 EXAMPLES = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

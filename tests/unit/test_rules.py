@@ -19,11 +19,11 @@ from fractions import Fraction as F
 from typing import Any
 
 from models.config import EngineConfig
-from models.contrib import Deltas
 from models.engine import Engine
 from models.events import Event
 from models.output import render
 from models.parse import Rejection, parse_event
+from models.subject import Deltas
 
 Raw = dict[str, Any]
 

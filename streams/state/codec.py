@@ -1,9 +1,9 @@
-"""Bytes for table values and internal messages: compact JSON, never pickle.
+"""Bytes for subject state and internal messages: compact JSON, never pickle.
 
-Table changelogs and internal topics live in Kafka, where anyone with write
-access could plant a pickle; JSON arrays keep state small (issue: ≤ 1 KiB a
-lead) and safe.  Derived data — contributions, snapshots — is not stored:
-settling recomputes it, and the Redis sink diffs against what it published.
+State lives in Redis and internal messages in Kafka, where anyone with write
+access could plant a pickle; JSON arrays keep state small (≤ 1 KiB a lead)
+and safe.  Derived data (contributions, snapshots) is not stored: settling
+recomputes it, and the Redis sink diffs against what it published.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any, get_args
 import orjson
 
 from models.attribution import Touchpoint
-from models.contrib import Contribution, Subject
+from models.engine import GROUP, AccountMembers, RegistryEntry
 from models.events import OtherEvent
 from models.groups import GroupState
 from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
 from models.opportunity import Amount, Created, OpportunityState
 from models.parse import parse_event
+from models.subject import Contribution, Subject
 
 UNKNOWN = Contribution({}, {})
 """The contribution of a state read back: not stored, so not known (`EMPTY` is
@@ -126,9 +127,14 @@ def load_opportunity(raw: bytes) -> OpportunityState:
     state.created = Created(*created) if created else None
     state.contacts = set(contacts)
     state.amount = Amount(amount[0], amount[1], Decimal(amount[2])) if amount else None
-    state.qualified, state.won, state.lost = qualified, won, lost
+    state.qualified, state.won, state.lost = (_moment(m) for m in (qualified, won, lost))
     state.leads = {lead: (version, load_snapshot(snap)) for lead, (version, snap) in leads.items()}
     return state
+
+
+def _moment(stored: list[Any] | None) -> tuple[int, str] | None:
+    """An `(ts, event_id)` pair stored as a JSON list, back as the tuple it compares as."""
+    return None if stored is None else (stored[0], stored[1])
 
 
 def dump_subject(state: Subject) -> bytes:
@@ -160,6 +166,45 @@ def load_group(raw: bytes) -> GroupState:
             raise ValueError(f"stored group event does not parse: {event}")
         state.events[event.event_id] = event
     return state
+
+
+def dump_others(subjects: dict[str, Subject]) -> bytes:
+    """The subjects of one extension-topic key: {kind: its stored form as text}."""
+    return _dumps(
+        {
+            kind: (
+                dump_group(subject) if isinstance(subject, GroupState) else dump_subject(subject)
+            ).decode()
+            for kind, subject in subjects.items()
+        }
+    )
+
+
+def load_others(raw: bytes) -> dict[str, Subject]:
+    """Inverse of `dump_others` (kinds `<topic>` and `group:<family>`)."""
+    return {
+        kind: (load_group if kind.startswith(GROUP) else load_subject)(value.encode())
+        for kind, value in orjson.loads(raw).items()
+    }
+
+
+def dump_account(members: AccountMembers) -> bytes:
+    return _dumps([sorted(members.leads), sorted(members.opportunities)])
+
+
+def load_account(raw: bytes) -> AccountMembers:
+    leads, opportunities = orjson.loads(raw)
+    return AccountMembers(set(leads), set(opportunities))
+
+
+def dump_registry(entry: RegistryEntry) -> bytes:
+    return _dumps({"ts": entry.ts, "event_id": entry.event_id, "partner": entry.partner})
+
+
+def load_registry(raw: bytes | dict[str, Any]) -> RegistryEntry:
+    """A registry entry as stored, or as carried by a registry command."""
+    fields = orjson.loads(raw) if isinstance(raw, bytes) else raw
+    return RegistryEntry(int(fields["ts"]), str(fields["event_id"]), fields["partner"])
 
 
 def _event_row(event: OtherEvent) -> list[Any]:

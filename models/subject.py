@@ -1,4 +1,4 @@
-"""Contributions, deltas and the bookkeeping every keyed subject shares.
+"""Subjects: the bookkeeping every keyed state shares, its contribution and deltas.
 
 The engine's one trick: a subject (a lead, an opportunity …) owns the set of
 its input events, and its *contribution* to the metrics and credits is a pure

@@ -1,17 +1,18 @@
-"""Subject state in Redis, written in the same Lua call as the metrics and offsets.
+"""Subject state in Redis: its key layout and its reads.
 
 A worker reads the states one batch touches (one pipelined round trip),
-the engine settles them, and `RedisSink.apply` writes the new states
-together with the batch's contributions and applied offsets, atomically
-(docs/guarantees.md).  So the state Redis holds is always exactly the state
-after the offsets Redis holds: a crash anywhere leaves nothing to recover
-and nothing applied twice.
+the engine settles them, and the sink writes the new states (`HashWrite`,
+`SetAdd` in the `SinkBatch`) together with the batch's contributions and
+applied offsets, atomically (docs/guarantees.md).  So the state Redis holds
+is always exactly the state after the offsets Redis holds: a crash anywhere
+leaves nothing to recover and nothing applied twice.
 
 | key | type | content |
 |---|---|---|
 | ``<prefix>state:lead`` | hash | lead id -> `codec.dump_lead` |
 | ``<prefix>state:opportunity`` | hash | opportunity id -> `codec.dump_opportunity` |
 | ``<prefix>state:other`` | hash | account/campaign/partner/referral key -> {kind: subject} |
+| ``<prefix>state:account`` | hash | account id -> its leads and opportunities (account mapping) |
 | ``<prefix>state:registry`` | hash | campaign -> latest registry entry (JSON) |
 | ``<prefix>state:campaign:<campaign>`` | set | lead ids that touched the campaign |
 | ``<prefix>owners`` | hash | partition number -> token of the worker that owns it |
@@ -25,12 +26,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final, cast
 
 from sinks.keys import escape
-from sinks.redis_sink import RedisSink
+from sinks.redis_sink import HashWrite, RedisSink, StateWrite
 
-KINDS: Final = ("lead", "opportunity", "other")
-
-StateWrite = tuple[str, str, str, bytes]
-"""(op, key, field or member, value): ``h`` = HSET key field value, ``s`` = SADD key member."""
+KINDS: Final = ("lead", "opportunity", "other", "account")
 
 ZLIB_HEADER: Final = b"x"
 """The first byte of a zlib stream (deflate, default window); JSON state never starts so."""
@@ -70,7 +68,9 @@ class StateStore:
     def writing(self, states: Sequence[StateWrite], landed: asyncio.Future[Any]) -> None:
         """`states` are being written until `landed` is done: reads of their keys
         wait for it.  (The worker applies one batch while it processes the next.)"""
-        written = frozenset((key, name if op == "h" else "") for op, key, name, _ in states)
+        written = frozenset(
+            (w.key, w.field) if isinstance(w, HashWrite) else (w.key, "") for w in states
+        )
         self._writing = written, landed
 
     async def _landed(self, read: Iterable[tuple[str, str]]) -> None:
@@ -137,7 +137,7 @@ class StateStore:
         raw = await self.sink.retrying(lambda: self.client.hgetall(self.keys.registry))
         return {_text(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
 
-    async def record_registry(self, entries: dict[str, str]) -> None:
+    async def record_registry(self, entries: dict[str, bytes]) -> None:
         """Write registry entries ahead of their broadcast (only the campaign's owner
         writes it, and re-writing the latest entry is harmless)."""
         if entries:

@@ -1,0 +1,139 @@
+"""The worker engine's subject store: subjects loaded from Redis, kept between batches.
+
+`Engine` (models/engine.py) works on the `leads`, `opportunities` and `others`
+dicts of its `SubjectStore`.  Here they are a cache: before a batch is
+ingested, `load` puts in the subjects it touches that are not held yet (read
+from Redis, else absent, and the engine creates them), and after it is
+settled, `writes` encodes the settled subjects' new state for the sink and
+`trim` lets the least recently used go beyond `size`.
+
+The cache is sound because a worker owns its partitions exclusively (the
+sink fences every batch by ownership), applies its batches in order, and exits
+on any failed batch: while it runs, what it holds is what Redis holds.  It is
+dropped on every assignment (`clear`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from models.engine import AccountMembers, RegistryEntry, Settled, table
+from models.lead import LeadState
+from models.opportunity import OpportunityState
+from models.subject import Subject
+from sinks.forwarder import partition_of
+from sinks.redis_sink import HashWrite, SetAdd, StateWrite
+from streams.state import codec
+from streams.state.store import StateStore
+
+
+class CachedSubjects:
+    """A `SubjectStore` over Redis state (streams/state/store.py), with an LRU cache."""
+
+    def __init__(self, store: StateStore, size: int, partitions: int) -> None:
+        self.store = store
+        self.size = size
+        self.partitions = partitions
+        self.leads: dict[str, LeadState] = {}
+        self.opportunities: dict[str, OpportunityState] = {}
+        self.others: dict[str, dict[str, Subject]] = {}
+        self.accounts: dict[str, AccountMembers] = {}
+        self._members: dict[str, set[str]] = {}
+        self._indexed: list[SetAdd] = []
+
+    # --- the SubjectStore protocol -------------------------------------------
+
+    def index_campaign(self, campaign: str, lead_id: str) -> None:
+        self._indexed.append(SetAdd(self.store.keys.campaign(campaign), lead_id))
+
+    def campaign_leads(self, campaign: str) -> Iterable[str]:
+        """The campaign's leads on the partitions whose registry commands this batch
+        carries (`load`'s `registry`), in a stable order."""
+        return sorted(self._members.get(campaign, ()))
+
+    def checkpoint(self, kind: str, key: str) -> None:
+        """Nothing to keep: Redis holds the state from before the batch."""
+
+    def restore(self, kind: str, key: str) -> None:
+        """Let the subject go: it is read again from Redis when next touched (its
+        state from before this batch, which does not write it)."""
+        table(self, kind).pop(key, None)
+
+    def release(self) -> None:
+        """Nothing was kept."""
+
+    # --- one batch ------------------------------------------------------------
+
+    async def load(
+        self,
+        wanted: Mapping[str, set[str]],
+        campaigns: Iterable[str],
+        registry: Iterable[tuple[str, int]],
+    ) -> dict[str, RegistryEntry]:
+        """Make the wanted subjects (kind -> ids) present, and the leads of each
+        (campaign, partition) of `registry` (re-settled by its command); return
+        the registry entries Redis holds for `campaigns`."""
+        self._indexed = []
+        self._members = await self._campaign_members(registry)
+        wanted = {**wanted, "lead": set(wanted.get("lead", ())).union(*self._members.values())}
+        missing = {kind: ids - table(self, kind).keys() for kind, ids in wanted.items()}
+        states, entries = await self.store.load(missing, campaigns)
+        for lead_id, raw in states["lead"].items():
+            self.leads[lead_id] = codec.load_lead(raw)
+        for opp_id, raw in states["opportunity"].items():
+            self.opportunities[opp_id] = codec.load_opportunity(raw)
+        for key, raw in states["other"].items():
+            self.others[key] = codec.load_others(raw)
+        for account, raw in states["account"].items():
+            self.accounts[account] = codec.load_account(raw)
+        return {campaign: codec.load_registry(raw) for campaign, raw in entries.items()}
+
+    async def _campaign_members(self, wanted: Iterable[tuple[str, int]]) -> dict[str, set[str]]:
+        wanted = set(wanted)
+        if not wanted:
+            return {}
+        members = await self.store.campaign_leads(sorted({c for c, _ in wanted}))
+        out: dict[str, set[str]] = {}
+        for campaign, part in wanted:
+            out.setdefault(campaign, set()).update(
+                i for i in members[campaign] if partition_of(i, self.partitions) == part
+            )
+        return out
+
+    def writes(self, settled: Settled) -> list[StateWrite]:
+        """The settled subjects' new state and the batch's campaign index entries;
+        they become the most recently used."""
+        encode, keys = self.store.encode, self.store.keys
+        out: list[StateWrite] = list(self._indexed)
+        kinds: tuple[tuple[str, dict[str, Any], list[str], Any], ...] = (
+            ("lead", self.leads, settled.leads, codec.dump_lead),
+            ("opportunity", self.opportunities, settled.opportunities, codec.dump_opportunity),
+            ("other", self.others, settled.others, codec.dump_others),
+            ("account", self.accounts, settled.accounts, codec.dump_account),
+        )
+        for kind, held, ids, dump in kinds:
+            table = keys.subjects(kind)
+            for key in dict.fromkeys(ids):
+                held[key] = state = held.pop(key)  # to the end: most recently used
+                out.append(HashWrite(table, key, encode(dump(state))))
+        return out
+
+    def trim(self) -> None:
+        """Let the least recently used subjects go beyond `size` (read again when next
+        touched)."""
+        held: tuple[dict[str, Any], ...] = (
+            self.leads,
+            self.opportunities,
+            self.others,
+            self.accounts,
+        )
+        excess = sum(map(len, held)) - self.size
+        for states in held:
+            while excess > 0 and states:
+                del states[next(iter(states))]  # insertion order: least recently used first
+                excess -= 1
+
+    def clear(self) -> None:
+        for states in (self.leads, self.opportunities, self.others, self.accounts):
+            states.clear()
