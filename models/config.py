@@ -87,6 +87,8 @@ class EngineConfig(BaseModel):
     dormancy_days: int = Field(default=90, ge=1)
     activity_days: int = Field(default=30, ge=1)
     depth_threshold: int = Field(default=2, ge=1)
+    fiscal_year_start: int = Field(default=1, ge=1, le=12)
+    """Month fiscal years start in (1 = January): the calendar of periods (SPEC §4.1)."""
 
     @field_validator("naming_pattern")
     @classmethod

@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from models.attribution import Shares, Touchpoint
+from models.periods import series_point
 
 if TYPE_CHECKING:
     from models.context import Context
@@ -134,18 +135,30 @@ def credit_lines(
     }
 
 
-def count_scopes(metrics: dict[MetricKey, int], scopes: Iterable[str], name: str, n: int) -> None:
-    """Set `name` to `n` in each scope (a conversion counts once per scope)."""
+def count_scopes(
+    metrics: dict[MetricKey, int], scopes: Iterable[str], name: str, n: int, day: str | None = None
+) -> None:
+    """Set `name` to `n` in each scope (a conversion counts once per scope), and its
+    daily series point on `day` (`YYYY-MM-DD`, the conversion's moment) when given:
+    the point equals the total, so a series always sums to its running total."""
     if n:
+        point = None if day is None else series_point(name, day)
         for scope in scopes:
             metrics[(scope, name)] = n
+            if point is not None:
+                metrics[(scope, point)] = n
 
 
-def add_scopes(metrics: dict[MetricKey, int], totals: Mapping[str, int], name: str) -> None:
-    """Add per-scope totals under metric `name`."""
+def add_scopes(
+    metrics: dict[MetricKey, int], totals: Mapping[str, int], name: str, day: str | None = None
+) -> None:
+    """Add per-scope totals under metric `name`, and under its series point on `day` if given."""
+    point = None if day is None else series_point(name, day)
     for scope, value in totals.items():
         if value:
             metrics[(scope, name)] = metrics.get((scope, name), 0) + value
+            if point is not None:
+                metrics[(scope, point)] = metrics.get((scope, point), 0) + value
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ from models.contrib import (
 from models.events import OpportunityCreated, OpportunityEvent
 from models.lead import LeadSnapshot
 from models.partners import normalise, partner_id
+from models.periods import day_of
 
 
 class Created(NamedTuple):
@@ -145,20 +146,26 @@ class OpportunityState(Subject):
         for stage, moment in (("s2", self.qualified), ("cw", self.won)):
             if moment is None:
                 continue
-            scopes = influenced_scopes(pooled, moment)
-            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced", 1)
-            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced_arr", cents)
-            add_scopes(metrics, attributed, f"{prefix}.{stage}.attributed_arr")
+            scopes, day = influenced_scopes(pooled, moment), day_of(moment)
+            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced", 1, day)
+            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced_arr", cents, day)
+            add_scopes(metrics, attributed, f"{prefix}.{stage}.attributed_arr", day)
+        opened = day_of(created.ts)
         if created.referral_partner:
             count_scopes(
-                metrics, ("all", f"partner:{created.referral_partner}"), "pipeline.referrals", 1
+                metrics,
+                ("all", f"partner:{created.referral_partner}"),
+                "pipeline.referrals",
+                1,
+                opened,
             )
         if created.source_partner:
             sourced = ("all", f"partner:{created.source_partner}")
-            count_scopes(metrics, sourced, "pipeline.sourced_deals", 1)
-            count_scopes(metrics, sourced, "pipeline.sourced_arr", cents)
+            count_scopes(metrics, sourced, "pipeline.sourced_deals", 1, opened)
+            count_scopes(metrics, sourced, "pipeline.sourced_arr", cents, opened)
             if self.won is not None:
-                count_scopes(metrics, sourced, "pipeline.sourced_won_arr", cents)
+                won = day_of(self.won)
+                count_scopes(metrics, sourced, "pipeline.sourced_won_arr", cents, won)
         self._performance(pooled, metrics)
         return Contribution(metrics, credits)
 
@@ -179,9 +186,11 @@ class OpportunityState(Subject):
         partners.update(p for p in (created.source_partner, created.referral_partner) if p)
         side = "perf.partner" if partners else "perf.other"
         scopes = ["all", *(f"partner:{p}" for p in sorted(partners))]
-        count_scopes(metrics, scopes, f"{side}.closed", 1)
-        count_scopes(metrics, scopes, f"{side}.won", int(self.won is not None))
-        count_scopes(metrics, scopes, f"{side}.cycle_days", max(0, (close - created.ts) // DAY_US))
+        day = day_of(close)
+        count_scopes(metrics, scopes, f"{side}.closed", 1, day)
+        count_scopes(metrics, scopes, f"{side}.won", int(self.won is not None), day)
+        cycle = max(0, (close - created.ts) // DAY_US)
+        count_scopes(metrics, scopes, f"{side}.cycle_days", cycle, day)
 
     def _credits(
         self, ctx: Context, pooled: list[Touchpoint], lc: Touchpoint | None, cents: int
