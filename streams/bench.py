@@ -836,7 +836,8 @@ def _recompute_rate(path: Path) -> float:
     with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     started = time.perf_counter()
-    json_document(run_file(path, EngineConfig(), DEFAULT_MAX_BYTES)[0])
+    engine = run_file(path, EngineConfig(), DEFAULT_MAX_BYTES)[0]
+    json_document(engine.totals, engine.credits())
     return lines / (time.perf_counter() - started)
 
 
