@@ -206,4 +206,3 @@ def test_windows_are_inclusive_days() -> None:
     window = Window(date(2026, 3, 31), date(2026, 4, 1))
     assert date(2026, 3, 31) in window and "2026-04-01" in window
     assert date(2026, 4, 2) not in window
-
