@@ -554,6 +554,13 @@ def replay(
     help="One extra 1-worker run under py-spy; raw stacks written here.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option(
+    "--series-scale",
+    default=(50, 500, 20),
+    type=(int, int, int),
+    show_default=True,
+    help="Partners, campaigns, channels of a synthetic year of series (0 0 0: skip).",
+)
 def bench(
     events: int,
     partitions: int,
@@ -565,6 +572,7 @@ def bench(
     memory_leads: int,
     profile: Path | None,
     as_json: bool,
+    series_scale: tuple[int, int, int],
 ) -> None:
     """Measure the pipeline beside raw aiokafka and Faust baselines, in one run.
 
@@ -573,7 +581,16 @@ def bench(
     from streams.bench import BenchConfig, run_bench
 
     config = BenchConfig(
-        events, partitions, rate, seconds, repeat, faust_timeout, state_leads, memory_leads, profile
+        events,
+        partitions,
+        rate,
+        seconds,
+        repeat,
+        faust_timeout,
+        state_leads,
+        memory_leads,
+        profile,
+        series_scale,
     )
     with tempfile.TemporaryDirectory() as workdir:
         result = run_bench(config, Path(workdir), lambda line: click.echo(line, err=True))

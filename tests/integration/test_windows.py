@@ -21,9 +21,11 @@ from models.engine import Engine
 from models.output import render
 from models.periods import SERIES_METRICS, Calendar, Window, split_point, window_totals
 from models.synthetic import SyntheticConfig
+from sinks.redis_sink import RedisSink
 from streams.cli import read_jsonl
 from streams.runtime import replay_run
 from streams.settings import Settings
+from streams.windows import read_window
 from tests.integration.replay_checks import MAX_BYTES, assert_same, write_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -91,3 +93,24 @@ def test_replay_command_prints_the_windowed_document_of_recompute(tmp_path: Path
     expected = cli("recompute")
     assert expected["metrics"] and expected["series"]
     assert replayed == expected
+
+
+async def test_read_window_sums_each_series_over_the_window(sink: RedisSink) -> None:
+    keys = sink.keys
+    await sink.client.hset(
+        keys.series("partner:slack", "nb.cw.influenced"),
+        mapping={"2026-06-30": 1, "2026-07-01": 2, "2026-09-30": 4, "2026-10-01": 8},
+    )
+    await sink.client.hset(
+        keys.series("partner:a b", "nb.cw.influenced_arr"), mapping={"2026-08-15": 150_000}
+    )
+    got = await read_window(
+        sink,
+        ["partner:slack", "partner:a b", "partner:none-yet"],
+        ["nb.cw.influenced", "nb.cw.influenced_arr"],
+        Calendar().period("2026Q3"),
+    )
+    assert got == {
+        ("partner:slack", "nb.cw.influenced"): 6,  # July 1 and September 30, not June or October
+        ("partner:a b", "nb.cw.influenced_arr"): 150_000,
+    }
