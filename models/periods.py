@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
+from itertools import product
 from typing import TYPE_CHECKING, Final, Literal
 
 from models.config import DAY_US
@@ -36,14 +37,12 @@ EPOCH_DAY: Final = date(1970, 1, 1)
 
 SERIES_METRICS: Final = frozenset(
     [
-        *(f"nb.{k}.{m}" for k in ("leads", "mqls") for m in ("influenced",)),
+        "nb.leads.influenced",
+        "nb.mqls.influenced",
         "nb.leads.attributed",
-        *(
-            f"{b}.{s}.{m}"
-            for b in ("nb", "ex")
-            for s in ("s2", "cw")
-            for m in ("influenced", "influenced_arr", "attributed_arr")
-        ),
+        *map(".".join, product(("nb", "ex"), ("s2", "cw"), ("influenced", "influenced_arr"))),
+        *map(".".join, product(("nb", "ex"), ("s2", "cw"), ("attributed_arr",))),
+        *map(".".join, product(("perf",), ("partner", "other"), ("won", "closed", "cycle_days"))),
         "pipeline.referrals",
         "pipeline.sourced_deals",
         "pipeline.sourced_arr",
@@ -52,11 +51,6 @@ SERIES_METRICS: Final = frozenset(
         "leads.reengaged",
         "campaigns.registrations",
         "campaigns.attendees",
-        *(
-            f"perf.{side}.{m}"
-            for side in ("partner", "other")
-            for m in ("won", "closed", "cycle_days")
-        ),
         "integrations.installs",
         "integrations.uninstalls",
         "integrations.activations",
