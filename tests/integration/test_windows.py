@@ -7,6 +7,7 @@ as in the engine, each series sums to its running total.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from models.config import EngineConfig
 from models.engine import Engine
@@ -22,11 +24,12 @@ from models.output import render
 from models.periods import SERIES_METRICS, Calendar, Window, split_point, window_totals
 from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
-from streams.cli import read_jsonl
+from streams.cli import main, read_jsonl
 from streams.runtime import replay_run
 from streams.settings import Settings
 from streams.windows import read_window
 from tests.integration.replay_checks import MAX_BYTES, assert_same, write_events
+from tests.local_redis import REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -114,3 +117,23 @@ async def test_read_window_sums_each_series_over_the_window(sink: RedisSink) -> 
         ("partner:slack", "nb.cw.influenced"): 6,  # July 1 and September 30, not June or October
         ("partner:a b", "nb.cw.influenced_arr"): 150_000,
     }
+
+
+async def test_report_from_redis_over_a_period(sink: RedisSink) -> None:
+    keys = sink.keys
+    await sink.client.hset(keys.metrics("partner:slack"), mapping={"nb.s2.influenced": 3})
+    await sink.client.hset(
+        keys.series("partner:slack", "nb.s2.influenced"),
+        mapping={"2026-03-31": 1, "2026-04-01": 2},  # Q1, Q2
+    )
+    runner = CliRunner()
+    options = ["--redis", REDIS_URL, "--prefix", sink.keys.prefix, "--json"]
+    result = await asyncio.to_thread(
+        runner.invoke, main, ["report", *options, "--period", "2026Q2", "--compare"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["tables"]["new_business"]["rows"]
+    slack = next(row for row in rows if row["label"] == "partner:slack")
+    assert slack["values"]["nb.s2.influenced"] == 2
+    assert slack["previous"]["nb.s2.influenced"] == 1
+    assert slack["change"]["nb.s2.influenced"] == 1
