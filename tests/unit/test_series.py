@@ -13,12 +13,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from hypothesis import given
+import orjson
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.config import EngineConfig
 from models.engine import Engine
+from models.parse import parse_event
 from models.periods import SERIES_METRICS, Calendar, Window, split_point, window_totals
+from models.synthetic import SyntheticConfig, generate
 from tests.unit.test_metrics import install
 from tests.unit.test_properties import EXAMPLES, configs, events, parsed
 from tests.unit.test_rules import camp, created, feed, mql, opp, ptnr, run, stage, touch
@@ -70,6 +73,19 @@ def test_series_sum_to_running_totals_in_any_order(
     for key, value in reference.totals.items():
         if split_point(key[1])[1] is not None:
             assert engine.totals.get(key) == value, key  # every day as the batch oracle
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10**6), shuffle=st.sampled_from([0.0, 0.5, 1.0]))
+def test_series_sum_to_totals_on_generated_files(seed: int, shuffle: float) -> None:
+    """Generated streams (shuffled, duplicates, malformed lines), as `recompute` reads them."""
+    items = generate(
+        SyntheticConfig(seed=seed, leads=120, duplicates=0.05, shuffle=shuffle, invalid=0.02)
+    )
+    engine = Engine()
+    engine.run(parse_event(i.encode() if isinstance(i, str) else orjson.dumps(i)) for i in items)
+    assert engine.totals[("all", "dq.dead_letters")] > 0
+    assert_series_sum_to_totals(engine)
 
 
 def test_quarter_boundary_splits_by_utc_day() -> None:
