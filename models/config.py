@@ -91,6 +91,8 @@ class EngineConfig(BaseModel):
     """Lookback window (`PP_LOOKBACK_DAYS`): a touchpoint more than this many days
     before a conversion's moment is not eligible for it; `None` (default) = off.
     docs/attribution.md says which moment each model measures from."""
+    fiscal_year_start: int = Field(default=1, ge=1, le=12)
+    """Month fiscal years start in (1 = January): the calendar of periods (SPEC §4.1)."""
 
     @field_validator("naming_pattern")
     @classmethod

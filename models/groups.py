@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from typing import TypeAlias, TypeVar
 
 from models.config import DAY_US
 from models.context import Context
+from models.derived import goal_member, is_goal_metric
 from models.events import (
     EPOCH,
     AccountSnapshot,
@@ -41,6 +41,7 @@ from models.events import (
 )
 from models.output import unit_of
 from models.partners import PARTNERS, normalise, partner_id, resolve, scopes_of
+from models.periods import Calendar, day_name, day_number, series_point
 from models.subject import Contribution, Deltas, MetricKey, Subject, add_scopes
 
 Metrics: TypeAlias = dict[MetricKey, int]
@@ -105,21 +106,11 @@ def day_of(ts: int) -> int:
     return ts // DAY_US
 
 
-@lru_cache(maxsize=4096)
-def day_name(day: int) -> str:
-    """`YYYY-MM-DD` of a day number: the suffix of a daily series metric."""
-    return (EPOCH.date() + timedelta(days=day)).isoformat()
-
-
-def bump(metrics: Metrics, scopes: Iterable[str], name: str, n: int = 1) -> None:
-    """Add `n` to metric `name` in every scope."""
-    add_scopes(metrics, dict.fromkeys(scopes, n), name)
-
-
-def bump_daily(metrics: Metrics, scopes: Sequence[str], name: str, day: int) -> None:
-    """Count one for `name` and for its daily series `name@YYYY-MM-DD`."""
-    bump(metrics, scopes, name)
-    bump(metrics, scopes, f"{name}@{day_name(day)}")
+def bump(
+    metrics: Metrics, scopes: Iterable[str], name: str, n: int = 1, day: int | None = None
+) -> None:
+    """Add `n` to metric `name` in every scope, and to its series point on `day` if given."""
+    add_scopes(metrics, dict.fromkeys(scopes, n), name, None if day is None else day_name(day))
 
 
 def latest_value(values: Iterable[T | None]) -> T | None:
@@ -248,17 +239,14 @@ def account_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         if isinstance(event, IntegrationInstalled | IntegrationUninstalled):
             name = "installs" if isinstance(event, IntegrationInstalled) else "uninstalls"
             scopes = integrations[normalise(event.integration) or ""].scopes
-            bump_daily(metrics, scopes, f"integrations.{name}", day_of(event.ts))
+            bump(metrics, scopes, f"integrations.{name}", day=day_of(event.ts))
     runs = {name: item.active_runs(window) for name, item in integrations.items()}
     for name, item_runs in runs.items():
         for first, end in item_runs:
-            bump(metrics, integrations[name].scopes, f"integrations.activations@{day_name(first)}")
+            scopes = integrations[name].scopes
+            bump(metrics, scopes, series_point("integrations.activations", day_name(first)))
             if end <= LAST_DAY:  # else it ends after the calendar does: never, in effect
-                bump(
-                    metrics,
-                    integrations[name].scopes,
-                    f"integrations.deactivations@{day_name(end)}",
-                )
+                bump(metrics, scopes, series_point("integrations.deactivations", day_name(end)))
 
     def active_on(day: int) -> list[str]:
         return [name for name, spans in runs.items() if any(a <= day < b for a, b in spans)]
@@ -337,59 +325,59 @@ def campaign_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         metrics, scopes, "campaigns.spend", ctx.to_cents(entry.spend, ctx.config.reporting_currency)
     )
     if entry.goal is not None:
-        owners = [f"campaign:{campaign}"] + ([PARTNERS, f"partner:{partner}"] if partner else [])
-        goal_metrics(
-            metrics, owners, entry.goal, goal_period(entry.goal, ctx.parser.parse(campaign).period)
-        )
+        calendar = Calendar(ctx.config.fiscal_year_start)
+        period = goal_period(entry.goal, ctx.parser.parse(campaign).period, calendar)
+        goal_metrics(metrics, campaign, scopes, entry.goal, period)
     return metrics
 
 
 def goal_metrics(
-    metrics: Metrics, scopes: Sequence[str], goal: Goal, period: tuple[int, int] | None
+    metrics: Metrics,
+    campaign: str,
+    owners: Sequence[str],
+    goal: Goal,
+    period: tuple[int, int] | None,
 ) -> None:
-    """The goal's target and target-weighted period days, in the owners' scopes.
+    """The goal's target in every owner scope, and which campaign's goal it is.
 
-    The target is written in the unit `recompute --json` shows the metric in
-    (cents for ARR) and stored in the metric's stored unit.
-
-    Weighting by the target keeps the fields additive: a partner scope holds
-    the sum of its campaigns' targets and their target-weighted mean period,
-    which is exact when the campaigns share one period (the usual quarter).
+    Owners are the campaign and every scope above it (`all`, its partner,
+    `partners`, its channel): each sums its campaigns' targets, and lists
+    them (`goal.of:<metric>:<campaign>` = target) so a reader can sum their
+    actuals, each over its own period (`models.derived.goal_progress`).  The
+    period is stored in the campaign's scope only, weighted by the target so
+    that it stays additive.  The target is written in the unit `recompute
+    --json` shows the metric in (cents for ARR) and stored in the metric's
+    stored unit.  A goal naming something that cannot be a metric (with `@`
+    or `:`) measures nothing and is left out.
     """
     metric = normalise(goal.metric) or ""
+    if not is_goal_metric(metric):
+        return
     target = int((goal.target * unit_of(metric)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    bump(metrics, scopes, f"goal.target:{metric}", target)
+    bump(metrics, owners, f"goal.target:{metric}", target)
+    bump(metrics, owners, goal_member(metric, campaign), target)
     if period is not None:
-        bump(metrics, scopes, f"goal.start:{metric}", target * period[0])
-        bump(metrics, scopes, f"goal.end:{metric}", target * period[1])
+        own = (f"campaign:{campaign}",)
+        bump(metrics, own, f"goal.start:{metric}", target * period[0])
+        bump(metrics, own, f"goal.end:{metric}", target * period[1])
 
 
-def goal_period(goal: Goal, name_period: str | None) -> tuple[int, int] | None:
+def goal_period(goal: Goal, name_period: str | None, calendar: Calendar) -> tuple[int, int] | None:
     """[start, end) as UTC day numbers: the goal's own period, else the campaign name's.
 
     Whole days: the start is rounded down and the end up to a day boundary.
+    The name's period (`2026q3`, `2026-09`) is read with the fiscal calendar.
     """
     if goal.period_start is not None and goal.period_end is not None:
         start, end = to_micros(goal.period_start), to_micros(goal.period_end)
         return day_of(start), -(-end // DAY_US)
-    return named_period(name_period) if name_period is not None else None
-
-
-def named_period(period: str) -> tuple[int, int] | None:
-    """`2026q3` → July 1 to October 1, `2026-09` → September 1 to October 1 (day numbers)."""
+    if name_period is None:
+        return None
     try:
-        year, rest = int(period[:4]), period[4:]
-        if rest[:1] == "q":
-            first = 3 * int(rest[1:]) - 2
-            start, months = date(year, first, 1), 3
-        else:
-            start, months = date(year, int(rest.lstrip("-")), 1), 1
+        window = calendar.period(name_period)
     except ValueError:
         return None
-    month = start.month - 1 + months
-    end = date(start.year + month // 12, month % 12 + 1, 1)
-    epoch = EPOCH.date()
-    return (start - epoch).days, (end - epoch).days
+    return day_number(window.first), day_number(window.last) + 1
 
 
 # --- partner feedback and referrals ---------------------------------------------

@@ -28,6 +28,7 @@ from models.config import DAY_US
 from models.context import Context
 from models.events import LeadCreated, LeadEvent, Mql, Touch
 from models.partners import PARTNERS, normalise, partner_id
+from models.periods import day_of
 from models.subject import (
     Contribution,
     Deltas,
@@ -179,11 +180,13 @@ class LeadState(Subject):
         credits = {}
         lookback = ctx.config.lookback_us
         if self.created is not None:
+            created = day_of(self.created.ts)
             count_scopes(
                 metrics,
                 influenced_scopes(points, self.created.moment, lookback),
                 "nb.leads.influenced",
                 1,
+                created,
             )
             if window:
                 positions = u_shaped_positions(window)
@@ -193,17 +196,20 @@ class LeadState(Subject):
                     metrics,
                     scope_totals((p.scopes, n) for p, n in micro.items()),
                     "nb.leads.attributed",
+                    created,
                 )
                 credits = credit_lines(share, micro, position_roles(positions))
             acquirers = {window[-1].partner if window else None, self.created.source_partner}
             scopes = [f"partner:{p}" for p in sorted(a for a in acquirers if a is not None)]
-            count_scopes(metrics, ["all", PARTNERS, *scopes] if scopes else [], "leads.acquired", 1)
+            acquired = ["all", PARTNERS, *scopes] if scopes else []
+            count_scopes(metrics, acquired, "leads.acquired", 1, created)
         if self.mql is not None:  # counts with or without a `lead_created`
             count_scopes(
                 metrics,
                 influenced_scopes(points, self.mql.moment, lookback),
                 "nb.mqls.influenced",
                 1,
+                day_of(self.mql.ts),
             )
         self._reengagements(ctx, metrics)
         self._engagement(points, metrics)
@@ -229,7 +235,7 @@ class LeadState(Subject):
                 continue
             point = _touchpoint(self.key, record, ctx)
             if point.partner is not None:
-                add_scopes(metrics, dict.fromkeys(point.scopes, 1), "leads.reengaged")
+                add_scopes(metrics, dict.fromkeys(point.scopes, 1), "leads.reengaged", day_of(ts))
 
     def _engagement(self, points: list[Touchpoint], metrics: dict[MetricKey, int]) -> None:
         """Registrations and attendees: once per lead, campaign and action.
@@ -237,14 +243,19 @@ class LeadState(Subject):
         Every touch counts here, not only touchpoints ("later interactions
         with the same campaign still feed campaign engagement metrics"), in
         the scopes of the lead's touchpoint of that campaign, so a lead's
-        engagement with a campaign is credited where its touchpoint is.
+        engagement with a campaign is credited where its touchpoint is, on
+        the day of the earliest such touch.
         """
-        done = {(r.campaign, r.action) for r in self.touches.values() if r.action in ENGAGEMENT}
+        done: dict[tuple[str, str], tuple[int, str]] = {}
+        for r in self.touches.values():
+            if r.action in ENGAGEMENT:
+                key, moment = (r.campaign, r.action), (r.ts, r.touch_id)
+                done[key] = min(done.get(key, moment), moment)
         if not done:
             return
         scopes = {point.campaign: point.scopes for point in points}
-        for campaign, action in done:
-            add_scopes(metrics, dict.fromkeys(scopes[campaign], 1), ENGAGEMENT[action])
+        for (campaign, action), (ts, _) in done.items():
+            add_scopes(metrics, dict.fromkeys(scopes[campaign], 1), ENGAGEMENT[action], day_of(ts))
 
 
 def touchpoints(state: LeadState, ctx: Context) -> list[Touchpoint]:

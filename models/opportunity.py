@@ -29,6 +29,7 @@ from models.context import Context
 from models.events import OpportunityCreated, OpportunityEvent
 from models.lead import LeadSnapshot
 from models.partners import PARTNERS, normalise, partner_id
+from models.periods import day_of
 from models.subject import (
     Contribution,
     CreditLine,
@@ -160,18 +161,21 @@ class OpportunityState(Subject):
             if moment is None:
                 continue
             scopes = influenced_scopes(pooled, moment, ctx.config.lookback_us)
-            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced", 1)
-            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced_arr", cents)
-            add_scopes(metrics, attributed, f"{prefix}.{stage}.attributed_arr")
+            day = day_of(moment[0])
+            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced", 1, day)
+            count_scopes(metrics, scopes, f"{prefix}.{stage}.influenced_arr", cents, day)
+            add_scopes(metrics, attributed, f"{prefix}.{stage}.attributed_arr", day)
+        opened = day_of(created.ts)
         if created.referral_partner:
             referred = ("all", PARTNERS, f"partner:{created.referral_partner}")
-            count_scopes(metrics, referred, "pipeline.referrals", 1)
+            count_scopes(metrics, referred, "pipeline.referrals", 1, opened)
         if created.source_partner:
             sourced = ("all", PARTNERS, f"partner:{created.source_partner}")
-            count_scopes(metrics, sourced, "pipeline.sourced_deals", 1)
-            count_scopes(metrics, sourced, "pipeline.sourced_arr", cents)
+            count_scopes(metrics, sourced, "pipeline.sourced_deals", 1, opened)
+            count_scopes(metrics, sourced, "pipeline.sourced_arr", cents, opened)
             if self.won is not None:
-                count_scopes(metrics, sourced, "pipeline.sourced_won_arr", cents)
+                won = day_of(self.won[0])
+                count_scopes(metrics, sourced, "pipeline.sourced_won_arr", cents, won)
         self._performance(ctx, pooled, metrics)
         return Contribution(metrics, credits)
 
@@ -205,10 +209,11 @@ class OpportunityState(Subject):
             *([PARTNERS] if partners else []),
             *(f"partner:{p}" for p in sorted(partners)),
         ]
-        count_scopes(metrics, scopes, f"{side}.closed", 1)
-        count_scopes(metrics, scopes, f"{side}.won", int(self.won is not None))
-        days = max(0, (close[0] - created.ts) // DAY_US)
-        count_scopes(metrics, scopes, f"{side}.cycle_days", days)
+        day = day_of(close[0])
+        count_scopes(metrics, scopes, f"{side}.closed", 1, day)
+        count_scopes(metrics, scopes, f"{side}.won", int(self.won is not None), day)
+        cycle = max(0, (close[0] - created.ts) // DAY_US)
+        count_scopes(metrics, scopes, f"{side}.cycle_days", cycle, day)
 
     def _credits(
         self, ctx: Context, pooled: list[Touchpoint], lc: Touchpoint | None, cents: int

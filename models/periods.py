@@ -19,14 +19,49 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Final, Literal
+from functools import lru_cache
+from itertools import product
+from typing import TYPE_CHECKING, Final, Literal
 
-from models.subject import MetricKey
+from models.config import DAY_US
+
+if TYPE_CHECKING:
+    from models.subject import MetricKey
 
 SERIES_MARK: Final = "@"
 """Separates a metric from its day in a series point's name: `nb.cw.influenced@2026-09-14`."""
 
 Bucket = Literal["day", "week", "month", "quarter"]
+
+EPOCH_DAY: Final = date(1970, 1, 1)
+
+SERIES_METRICS: Final = frozenset(
+    [
+        "nb.leads.influenced",
+        "nb.mqls.influenced",
+        "nb.leads.attributed",
+        *map(".".join, product(("nb", "ex"), ("s2", "cw"), ("influenced", "influenced_arr"))),
+        *map(".".join, product(("nb", "ex"), ("s2", "cw"), ("attributed_arr",))),
+        *map(".".join, product(("perf",), ("partner", "other"), ("won", "closed", "cycle_days"))),
+        "pipeline.referrals",
+        "pipeline.sourced_deals",
+        "pipeline.sourced_arr",
+        "pipeline.sourced_won_arr",
+        "leads.acquired",
+        "leads.reengaged",
+        "campaigns.registrations",
+        "campaigns.attendees",
+        "integrations.installs",
+        "integrations.uninstalls",
+        "integrations.activations",
+        "integrations.deactivations",
+    ]
+)
+"""Every metric with a daily series (SPEC §4.1).  The others are levels (active
+integrations, cohorts), registry values (spend, targets, reach) or counters
+without a moment of their own (data quality, NPS, referrals we sent); a
+windowed reader leaves them out.  `integrations.activations`/`deactivations`
+exist only as series."""
 
 _PERIOD = re.compile(r"^(?P<year>\d{4})(?:(?:-(?P<month>\d{1,2}))|(?:[qQ](?P<quarter>[1-4])))?$")
 
@@ -34,6 +69,22 @@ _PERIOD = re.compile(r"^(?P<year>\d{4})(?:(?:-(?P<month>\d{1,2}))|(?:[qQ](?P<qua
 def series_point(metric: str, day: date | str) -> str:
     """The metric name of `metric`'s point on `day`."""
     return f"{metric}{SERIES_MARK}{day if isinstance(day, str) else day.isoformat()}"
+
+
+@lru_cache(maxsize=8192)
+def day_name(day: int) -> str:
+    """`YYYY-MM-DD` of a UTC day number (days since 1970-01-01)."""
+    return (EPOCH_DAY + timedelta(days=day)).isoformat()
+
+
+def day_of(ts: int) -> str:
+    """`YYYY-MM-DD`: the UTC day of an event time in microseconds (a series point's day)."""
+    return day_name(ts // DAY_US)
+
+
+def day_number(day: date) -> int:
+    """Days since 1970-01-01 (inverse of `day_name`)."""
+    return (day - EPOCH_DAY).days
 
 
 def split_point(metric: str) -> tuple[str, str | None]:

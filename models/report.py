@@ -17,9 +17,10 @@ from typing import Any
 from rich.console import JustifyMethod
 from rich.table import Table
 
-from models.derived import Derived, by_scope, derive
+from models.derived import Derived, GoalProgress, by_scope, derive, goal_progress
 from models.events import EPOCH
 from models.output import render_value
+from models.periods import SERIES_METRICS, Window, window_totals
 from models.subject import MetricKey
 
 Value = int | float | str | None
@@ -125,45 +126,112 @@ COHORT = (
 DEPTHS = ("0", "1", "2", "3", "4+")
 
 
-def build_report(totals: Mapping[MetricKey, int], as_of: int) -> dict[str, Any]:
-    """The report document: `as_of` (event-time microseconds) and named tables.
+def build_report(
+    totals: Mapping[MetricKey, int],
+    as_of: int,
+    window: Window | None = None,
+    previous: Window | None = None,
+) -> dict[str, Any]:
+    """The report document: `as_of` (event-time microseconds), the window, named tables.
 
     Each table is `{title, columns: [{key, label, unit}], rows: [{label,
     values}]}`; values are in the units of `recompute --json` (ARR in cents)
     and rates are fractions; `None` where a ratio is undefined.
+
+    With a `window`, the funnel and scorecard count only the window's days
+    (metrics without a series, such as spend or active integrations, are
+    `None` there; the level tables, cohorts and depth, are left out), and the
+    goals table lists the goals whose period overlaps it.  With `previous`
+    too, every funnel and scorecard row also carries `previous` (the same
+    cells over that window) and `change` (current minus previous).
+    Goals are always measured over their own periods (SPEC §4.1).
     """
-    metrics = by_scope(totals)
-    derived = derive(metrics, as_of)
-    partners = sorted(s for s in metrics if s.startswith("partner:"))
+    everything = by_scope(totals)
+    view = View.of(totals, window, as_of)
+    before = View.of(totals, previous, as_of) if window is not None and previous else None
+    partners = sorted(s for s in everything if s.startswith("partner:"))
+    span = f", {window.first} to {window.last}" if window else ""
+    if before is not None and previous is not None:
+        span += f" (vs {previous.first} to {previous.last})"
 
     def rows(scopes: Sequence[str], columns: Sequence[Column]) -> list[dict[str, Any]]:
-        return [
-            {"label": scope, "values": {c.key: cell(metrics, derived, scope, c) for c in columns}}
-            for scope in scopes
-        ]
+        out = []
+        for scope in scopes:
+            row: dict[str, Any] = {"label": scope, "values": view.cells(scope, columns)}
+            if before is not None:
+                row["previous"] = before.cells(scope, columns)
+                row["change"] = {k: change(v, row["previous"][k]) for k, v in row["values"].items()}
+            out.append(row)
+        return out
 
     tables: dict[str, dict[str, Any]] = {
-        name: table(title, columns, rows(["all", *partners], columns))
+        name: table(title + span, columns, rows(["all", *partners], columns))
         for name, title, columns in (
             ("new_business", "New Business", funnel("nb", leads=True)),
             ("expansion", "Expansion", funnel("ex", leads=False)),
         )
     }
     for name, (title, columns) in SCORECARD.items():
-        tables[name] = table(title, columns, rows(partners, columns))
+        tables[name] = table(title + span, columns, rows(partners, columns))
+    goals = goal_progress(everything, as_of, window)
     tables["goals"] = table(
-        f"Partner goals (pace as of {iso(as_of)})", GOALS, goal_rows(metrics, derived, partners)
+        f"Partner goals, each over its own period (pace as of {iso(as_of)})",
+        GOALS,
+        goal_rows(goals, [s for s in ("partners", *partners) if s in goals]),
     )
-    tables["cohorts"] = table(
-        "Accounts below vs at/above the integration depth threshold",
-        COHORT,
-        cohort_rows(metrics.get("all", {}), derived.get("all", {})),
-    )
-    depth_columns = tuple(Column(f"accounts.depth.{d}", f"{d} active") for d in DEPTHS)
-    tables["depth"] = table(
-        "Accounts by depth of active integrations", depth_columns, rows(["all"], depth_columns)
-    )
-    return {"as_of": iso(as_of), "tables": tables}
+    if window is None:
+        tables["cohorts"] = table(
+            "Accounts below vs at/above the integration depth threshold",
+            COHORT,
+            cohort_rows(everything.get("all", {}), view.derived.get("all", {})),
+        )
+        depth_columns = tuple(Column(f"accounts.depth.{d}", f"{d} active") for d in DEPTHS)
+        tables["depth"] = table(
+            "Accounts by depth of active integrations", depth_columns, rows(["all"], depth_columns)
+        )
+    return {
+        "as_of": iso(as_of),
+        "window": span_of(window),
+        "previous": span_of(previous if before is not None else None),
+        "tables": tables,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The totals as seen through one window (or whole), with their derived metrics."""
+
+    metrics: Mapping[str, Mapping[str, int]]
+    derived: Mapping[str, Derived]
+    windowed: bool
+
+    @classmethod
+    def of(cls, totals: Mapping[MetricKey, int], window: Window | None, as_of: int) -> View:
+        metrics = by_scope(window_totals(totals, window))
+        return cls(metrics, derive(metrics, as_of), window is not None)
+
+    def cells(self, scope: str, columns: Sequence[Column]) -> dict[str, Value]:
+        return {c.key: self.cell(scope, c) for c in columns}
+
+    def cell(self, scope: str, column: Column) -> Value:
+        """A stored metric in its rendered unit (0 when absent, None when a window cannot
+        show it: it has no series), or a derived one (None when undefined)."""
+        if column.derived:
+            return self.derived.get(scope, {}).get(column.key)
+        if self.windowed and column.key not in SERIES_METRICS:
+            return None
+        return render_value(column.key, self.metrics.get(scope, {}).get(column.key, 0))
+
+
+def change(now: Value, before: Value) -> Value:
+    """Current minus previous, in the column's unit; None when either is undefined."""
+    if isinstance(now, int | float) and isinstance(before, int | float):
+        return now - before
+    return None
+
+
+def span_of(window: Window | None) -> dict[str, str] | None:
+    return None if window is None else {"from": str(window.first), "to": str(window.last)}
 
 
 def table(title: str, columns: Sequence[Column], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,37 +242,19 @@ def table(title: str, columns: Sequence[Column], rows: list[dict[str, Any]]) -> 
     }
 
 
-def cell(
-    metrics: Mapping[str, Mapping[str, int]],
-    derived: Mapping[str, Derived],
-    scope: str,
-    column: Column,
-) -> Value:
-    """A stored metric in its rendered unit (0 when absent), or a derived one (None)."""
-    if column.derived:
-        return derived.get(scope, {}).get(column.key)
-    return render_value(column.key, metrics.get(scope, {}).get(column.key, 0))
-
-
 def goal_rows(
-    metrics: Mapping[str, Mapping[str, int]],
-    derived: Mapping[str, Derived],
-    partners: Sequence[str],
+    goals: Mapping[str, Mapping[str, GoalProgress]], scopes: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """One row per partner and goal metric: target, actual, attainment, pace."""
+    """One row per scope and goal metric: target, actual, attainment, pace."""
     out = []
-    for scope in partners:
-        values, mine = metrics[scope], derived.get(scope, {})
-        for field in sorted(values):
-            kind, _, metric = field.partition(":")
-            if kind != "goal.target":
-                continue
+    for scope in scopes:
+        for metric, progress in sorted(goals[scope].items()):
             row: dict[str, Value] = {
                 "metric": metric,
-                "target": render_value(metric, values[field]),
-                "actual": render_value(metric, values.get(metric, 0)),
-                "goal.attainment": mine.get(f"goal.attainment:{metric}"),
-                "goal.pace": mine.get(f"goal.pace:{metric}"),
+                "target": render_value(metric, progress.target),
+                "actual": render_value(metric, progress.actual),
+                "goal.attainment": progress.attainment,
+                "goal.pace": progress.pace,
             }
             out.append({"label": scope, "values": row})
     return out
@@ -262,6 +312,19 @@ def format_value(unit: str, value: Value, row: Mapping[str, Value]) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
+def format_change(unit: str, change: Value, before: Value) -> str:
+    """The change beside a cell: in points for rates, else relative to the previous value."""
+    if not isinstance(change, int | float) or not isinstance(before, int | float):
+        return ""
+    if unit in {"rate", "pp"}:
+        return f"{change * 100:+.1f} pp"
+    if unit in {"days", "days_delta", "nps", "score"}:
+        return f"{change:+.1f}"
+    if not before:
+        return "new" if change else "="
+    return f"{change / before:+.0%}"
+
+
 def rich_tables(report: Mapping[str, Any]) -> list[Table]:
     """Every table of a report document, ready for `Console.print` (empty ones left out)."""
     out = []
@@ -276,6 +339,12 @@ def rich_tables(report: Mapping[str, Any]) -> list[Table]:
         for row in spec["rows"]:
             values = row["values"]
             cells = [format_value(c["unit"], values.get(c["key"]), values) for c in spec["columns"]]
+            if "change" in row:
+                keys = [(c["unit"], c["key"]) for c in spec["columns"]]
+                cells = [
+                    f"{text}\n{format_change(unit, row['change'][key], row['previous'][key])}"
+                    for text, (unit, key) in zip(cells, keys, strict=True)
+                ]
             grid.add_row(row["label"], *cells)
         out.append(grid)
     return out

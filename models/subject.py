@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from models.attribution import Position, Shares, Touchpoint
+from models.periods import series_point
 
 if TYPE_CHECKING:
     from models.context import Context
@@ -134,18 +135,36 @@ def credit_lines(
     }
 
 
-def count_scopes(metrics: dict[MetricKey, int], scopes: Iterable[str], name: str, n: int) -> None:
-    """Set `name` to `n` in each scope (a conversion counts once per scope)."""
-    if n:
+def count_scopes(
+    metrics: dict[MetricKey, int], scopes: Iterable[str], name: str, n: int, day: str | None = None
+) -> None:
+    """Set `name` to `n` in each scope (a conversion counts once per scope), and its
+    daily series point on `day` (`YYYY-MM-DD`, the conversion's moment) when given:
+    the point equals the total, so a series always sums to its running total."""
+    if not n:
+        return
+    if day is None:
         for scope in scopes:
             metrics[(scope, name)] = n
+        return
+    point = series_point(name, day)
+    for scope in scopes:
+        metrics[(scope, name)] = metrics[(scope, point)] = n
 
 
-def add_scopes(metrics: dict[MetricKey, int], totals: Mapping[str, int], name: str) -> None:
-    """Add per-scope totals under metric `name`."""
+def add_scopes(
+    metrics: dict[MetricKey, int], totals: Mapping[str, int], name: str, day: str | None = None
+) -> None:
+    """Add per-scope totals under metric `name`, and under its series point on `day` if given."""
+    get = metrics.get
+    point = None if day is None else series_point(name, day)
     for scope, value in totals.items():
         if value:
-            metrics[(scope, name)] = metrics.get((scope, name), 0) + value
+            key = (scope, name)
+            metrics[key] = get(key, 0) + value
+            if point is not None:
+                key = (scope, point)
+                metrics[key] = get(key, 0) + value
 
 
 @dataclass(slots=True)

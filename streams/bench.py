@@ -36,6 +36,7 @@ import bisect
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -59,6 +60,7 @@ from models.config import EngineConfig
 from models.engine import Engine
 from models.events import INPUT_TOPICS, route
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
+from models.periods import SERIES_METRICS, Calendar, Window
 from models.synthetic import SyntheticConfig, generate
 from sinks.redis_sink import RedisSink
 from streams.embedded import create_topics
@@ -77,6 +79,7 @@ from streams.runtime import (
 from streams.settings import Settings
 from streams.state import codec
 from streams.state.store import StateKeys, pack
+from streams.windows import read_window, window_days
 
 Record = tuple[str, bytes | None, bytes]
 """(topic before prefix, key, value): one line of the file, routed as `send` routes it."""
@@ -107,6 +110,8 @@ class BenchConfig:
     worker's peak RSS and Redis's bytes per lead at that size."""
     profile: Path | None = None
     """When set: one extra one-worker run under py-spy, raw stacks written here."""
+    series_scale: tuple[int, int, int] = (50, 500, 20)
+    """Partners, campaigns and channels of the synthetic year of series (0s: skip it)."""
 
 
 @dataclass
@@ -133,6 +138,10 @@ class StateSize:
     all_state_bytes: float
     derived_bytes: float
     """`pp:contrib:*` and `pp:credit:*` (what the sink diffs against), per lead."""
+    series_bytes: float = 0.0
+    """`pp:d:*` (the daily series), per lead."""
+    metric_bytes: float = 0.0
+    """`pp:m:*` (the running totals), per lead."""
     worker_peak_rss: int | None = None
     """The worker's peak resident memory (VmHWM), bytes; None where /proc has none."""
 
@@ -144,6 +153,8 @@ class StateSize:
             f"  lead hash MEMORY USAGE / leads   {self.lead_hash_bytes:8,.0f} B",
             f"  all pp:state:* MEMORY / leads    {self.all_state_bytes:8,.0f} B  (target ≤ 1024)",
             f"  + contrib/credit keys / leads    {self.derived_bytes:8,.0f} B  (derived)",
+            f"  pp:d:* series MEMORY / leads     {self.series_bytes:8,.0f} B  "
+            f"(pp:m:* totals {self.metric_bytes:,.0f} B)",
             f"  worker peak RSS                  {rss / 2**20:8,.0f} MiB"
             if rss is not None
             else "  worker peak RSS                       n/a",
@@ -176,6 +187,38 @@ class CodecSize:
 
 
 @dataclass
+class SeriesScale:
+    """A year of daily series at a given scale, written straight into Redis: its bytes,
+    and the time to read one quarter of every NB/EX metric of every partner scope."""
+
+    partners: int
+    campaigns: int
+    channels: int
+    keys: int
+    fields: int
+    bytes: int
+    read_keys: int
+    read_ms: float
+    """Median of 5 reads, each one pipelined round trip (`streams.windows.read_window`)."""
+
+    def lines(self) -> list[str]:
+        return [
+            f"series, one year: {self.partners} partners, {self.campaigns:,} campaigns "
+            f"(a quarter each), {self.channels} channels, every day, "
+            f"{len(SERIES_METRICS)} metrics",
+            f"  {self.keys:,} hashes, {self.fields:,} days: {self.bytes / 2**20:,.1f} MiB "
+            f"({self.bytes / max(self.fields, 1):.0f} B/day; budget ≤ {SERIES_BUDGET_MIB} MiB)",
+            f"  a quarter of {len(NB_EX)} NB/EX metrics x {self.partners + 1} partner scopes "
+            f"({self.read_keys:,} HMGETs, one round trip): {self.read_ms:,.1f} ms",
+        ]
+
+
+SERIES_BUDGET_MIB: Final = 256
+"""Redis memory a year of series may take at the bench's scale (docs/benchmarks.md)."""
+NB_EX: Final = tuple(sorted(m for m in SERIES_METRICS if m.startswith(("nb.", "ex."))))
+
+
+@dataclass
 class BenchResult:
     config: BenchConfig
     events: int
@@ -187,6 +230,7 @@ class BenchResult:
     memory_rate: Figure | None = None
     codec_size: CodecSize | None = None
     profiled_rate: Figure | None = None
+    series: SeriesScale | None = None
 
     def median(self, pick: Callable[[Repetition], Figure]) -> Figure:
         """Median of the repetitions that measured it; else the first reason."""
@@ -226,6 +270,7 @@ class BenchResult:
             "memory_rate": self.memory_rate,
             "codec_state": asdict(self.codec_size) if self.codec_size else None,
             "profiled_rate": self.profiled_rate,
+            "series": asdict(self.series) if self.series else None,
         }
 
     def lines(self) -> list[str]:
@@ -269,6 +314,8 @@ class BenchResult:
             out += self.memory.lines()
         if self.codec_size is not None:
             out += self.codec_size.lines()
+        if self.series is not None:
+            out += self.series.lines()
         if self.profiled_rate is not None:
             out.append(
                 f"profiled 1-worker run (py-spy, not in the medians): "
@@ -344,6 +391,9 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
             result.memory_rate, result.memory = _pipeline(
                 base, _records(many), config.partitions, 1, True
             )
+        if any(config.series_scale):
+            report("a year of series: bytes and a quarter's read")
+            result.series = asyncio.run(series_scale(endpoints.redis_url, *config.series_scale))
     if config.state_leads:
         report(f"encoding {config.state_leads:,} leads' state")
         result.codec_size = codec_size(
@@ -661,6 +711,8 @@ async def _state_size(run: ReplayRun) -> StateSize:
         lead_bytes = await usage(lead_hash)
         state_bytes = await usage(f"{prefix}state:*")
         derived = await usage(f"{prefix}contrib:*") + await usage(f"{prefix}credit:*")
+        series = await usage(f"{prefix}d:*")
+        totals = await usage(f"{prefix}m:*")
     finally:
         await sink.close()
     n = max(leads, 1)
@@ -671,7 +723,9 @@ async def _state_size(run: ReplayRun) -> StateSize:
         lead_bytes / n,
         state_bytes / n,
         derived / n,
-        max((r for r in rss if r is not None), default=None),
+        series_bytes=series / n,
+        metric_bytes=totals / n,
+        worker_peak_rss=max((r for r in rss if r is not None), default=None),
     )
 
 
@@ -836,7 +890,8 @@ def _recompute_rate(path: Path) -> float:
     with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     started = time.perf_counter()
-    json_document(run_file(path, EngineConfig(), DEFAULT_MAX_BYTES)[0])
+    engine = run_file(path, EngineConfig(), DEFAULT_MAX_BYTES)[0]
+    json_document(engine.totals, engine.credits())
     return lines / (time.perf_counter() - started)
 
 
@@ -876,6 +931,63 @@ def codec_size(leads: int, redis_url: str, chunk: int = 100_000) -> CodecSize:
         opportunity_bytes / len(sizes),
         redis_bytes / len(sizes),
         time.perf_counter() - started,
+    )
+
+
+async def series_scale(redis_url: str, partners: int, campaigns: int, channels: int) -> SeriesScale:
+    """Write a year (2026) of every series metric in the sink's layout, measure it, read it.
+
+    Dense on purpose: `all`, `partners`, every partner and channel has a value
+    on every day of the year for every metric, every campaign on every day of
+    its quarter.  Values are counts (1-50) or ARR cents (up to 10^7), as
+    integers the sink writes.  The keys are deleted afterwards.
+    """
+    sink = RedisSink.from_url(redis_url, prefix=f"pp:bench:{uuid.uuid4().hex[:10]}:")
+    calendar, rng = Calendar(), random.Random(11)  # noqa: S311 (test data, not secrets)
+    partner_scopes = ["partners", *(f"partner:p{n:02d}" for n in range(partners))]
+    scopes: list[tuple[str, Window]] = [
+        (scope, calendar.period("2026"))
+        for scope in ["all", *partner_scopes, *(f"channel:c{n:02d}" for n in range(channels))]
+    ]
+    scopes += [
+        (f"campaign:2026q{n % 4 + 1}_ptnr_p{n:03d}", calendar.period(f"2026Q{n % 4 + 1}"))
+        for n in range(campaigns)
+    ]
+    names: list[str] = []
+    fields = 0
+    try:
+        for scope, window in scopes:
+            days = window_days(window)
+            async with sink.client.pipeline(transaction=False) as pipe:
+                for metric in sorted(SERIES_METRICS):
+                    top = 10**7 if metric.endswith("_arr") else 50
+                    key = sink.keys.series(scope, metric)
+                    pipe.hset(key, mapping={day: rng.randint(1, top) for day in days})
+                    names.append(key)
+                    fields += len(days)
+                await pipe.execute()
+        async with sink.client.pipeline(transaction=False) as pipe:
+            for key in names:
+                pipe.memory_usage(key, samples=0)
+            size = sum(int(v or 0) for v in await pipe.execute())
+        quarter, timings = calendar.period("2026Q3"), []
+        for _ in range(5):
+            started = time.perf_counter()
+            await read_window(sink, partner_scopes, NB_EX, quarter)
+            timings.append((time.perf_counter() - started) * 1000)
+    finally:
+        for i in range(0, len(names), 500):
+            await sink.client.unlink(*names[i : i + 500])
+        await sink.close()
+    return SeriesScale(
+        partners,
+        campaigns,
+        channels,
+        len(names),
+        fields,
+        size,
+        len(partner_scopes) * len(NB_EX),
+        statistics.median(timings),
     )
 
 

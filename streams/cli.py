@@ -9,8 +9,9 @@ import gc
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
@@ -26,6 +27,7 @@ from models.engine import Engine
 from models.events import Event, to_micros
 from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
+from models.periods import Calendar, Window, window_totals
 from models.report import build_report, parse_as_of, rich_tables
 from models.subject import MetricKey
 from models.synthetic import SyntheticConfig
@@ -83,7 +85,8 @@ def gc_paused(freeze: bool = True) -> Iterator[None]:
 
 
 def engine_config(model: str, mapping: str) -> EngineConfig:
-    return EngineConfig(model=model, mapping=mapping)  # type: ignore[arg-type]
+    """The engine settings of the environment (`PP_*`), with this command's model and mapping."""
+    return Settings().engine.model_copy(update={"model": model, "mapping": mapping})
 
 
 model_option = click.option(
@@ -102,6 +105,46 @@ mapping_option = click.option(
 )
 
 
+# --- windows (SPEC §4.1, §6): --period, --from, --to ---------------------------
+
+
+def window_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`--period` or `--from`/`--to`: restrict the metrics to a window of UTC days."""
+    options = (
+        click.option(
+            "--period",
+            help="A fiscal period: 2026Q3, 2026-07 or 2026 (fiscal year start: "
+            "PP_FISCAL_YEAR_START, default January).",
+        ),
+        click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), help="First day."),
+        click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Last day."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def window_of(period: str | None, first: datetime | None, last: datetime | None) -> Window | None:
+    """The window the options name (inclusive UTC days); None for the whole history."""
+    if period is not None and (first or last):
+        raise click.UsageError("give --period or --from/--to, not both")
+    if (first is None) != (last is None):
+        raise click.UsageError("give both --from and --to")
+    try:
+        if period is not None:
+            return calendar().period(period)
+        if first is None or last is None:
+            return None
+        return Window(first.date(), last.date())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def calendar() -> Calendar:
+    """The fiscal calendar of the environment (`PP_FISCAL_YEAR_START`)."""
+    return Calendar(Settings().fiscal_year_start)
+
+
 @click.group()
 def main() -> None:
     """PartnerPulse: live W-shaped partner attribution from Kafka to Redis."""
@@ -113,16 +156,29 @@ def main() -> None:
 @model_option
 @mapping_option
 @click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True)
-def recompute(file: Path, as_json: bool, model: str, mapping: str, max_bytes: int) -> None:
+@window_options
+def recompute(
+    file: Path,
+    as_json: bool,
+    model: str,
+    mapping: str,
+    max_bytes: int,
+    period: str | None,
+    first: datetime | None,
+    last: datetime | None,
+) -> None:
     """Batch oracle: final metrics and credits of FILE, no broker needed.
 
     Without --json it prints the `report` tables of FILE as of its latest event.
+    With a window, `metrics` holds each metric with a series summed over the
+    window's days (the others are left out); `series` stays whole.
     """
+    window = window_of(period, first, last)
     engine, latest = run_file(file, engine_config(model, mapping), max_bytes)
     if as_json:
-        sys.stdout.buffer.write(json_document(engine))
+        sys.stdout.buffer.write(json_document(engine.totals, engine.credits(), window))
         return
-    print_tables(rich_tables(build_report(engine.totals, latest)))
+    print_tables(rich_tables(build_report(engine.totals, latest, window)))
 
 
 def run_file(file: Path, config: EngineConfig, max_bytes: int) -> tuple[Engine, int]:
@@ -169,6 +225,10 @@ def print_tables(tables: list[Table]) -> None:
 @model_option
 @mapping_option
 @click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True)
+@window_options
+@click.option(
+    "--compare", is_flag=True, help="Show the previous period of the same length beside it."
+)
 def report(
     file: Path | None,
     redis_url: str | None,
@@ -178,11 +238,21 @@ def report(
     model: str,
     mapping: str,
     max_bytes: int,
+    period: str | None,
+    first: datetime | None,
+    last: datetime | None,
+    compare: bool,
 ) -> None:
     """Partner report: New Business / Expansion funnel per partner, then the scorecard.
 
     Reads the running totals from Redis (read only), or computes them from FILE.
+    With --period or --from/--to it counts only that window's days; --compare
+    adds the previous period (the quarter before a quarter, else as many days
+    just before) and the change.  Goals are measured over their own periods.
     """
+    window = window_of(period, first, last)
+    if compare and window is None:
+        raise click.UsageError("--compare needs --period or --from/--to")
     if file is not None:
         engine, latest = run_file(file, engine_config(model, mapping), max_bytes)
         totals = engine.totals
@@ -197,7 +267,8 @@ def report(
         except SinkUnavailableError as exc:
             raise click.ClickException(str(exc)) from exc
         latest = to_micros(datetime.now(UTC))
-    document = build_report(totals, parse_as_of(as_of) if as_of else latest)
+    previous = calendar().previous(window) if compare and window is not None else None
+    document = build_report(totals, parse_as_of(as_of) if as_of else latest, window, previous)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     else:
@@ -218,9 +289,14 @@ async def read_totals(url: str, password: str | None, prefix: str) -> dict[Metri
         await sink.close()
 
 
-def json_document(engine: Engine) -> bytes:
-    """The SPEC §6 document of `engine`'s totals and credits."""
-    return orjson.dumps(render(engine.totals, engine.credits()), option=orjson.OPT_INDENT_2) + b"\n"
+def json_document(
+    totals: Mapping[MetricKey, int],
+    credits: Mapping[str, Mapping[str, Fraction]],
+    window: Window | None = None,
+) -> bytes:
+    """The SPEC §6 document of the totals (seen through `window`, if any) and credits."""
+    document = render(window_totals(totals, window), credits)
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
@@ -415,6 +491,7 @@ def send(file: Path) -> None:
 @click.option("--workers", default=1, show_default=True, help="Worker processes.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait.")
 @click.option("--keep", is_flag=True, help="Keep the run's Redis keys.")
+@window_options
 def replay(
     file: Path,
     as_json: bool,
@@ -424,13 +501,18 @@ def replay(
     workers: int,
     timeout: float,
     keep: bool,
+    period: str | None,
+    first: datetime | None,
+    last: datetime | None,
 ) -> None:
     """Run FILE through broker → workers → Redis and print what Redis holds.
 
     Each run uses its own topics, consumer group and Redis key prefix, so it
-    never mixes with other data.
+    never mixes with other data.  A window restricts `metrics` as `recompute` does.
     """
     from streams.runtime import replay_run
+
+    window = window_of(period, first, last)
 
     with replay_run(Settings(), partitions=partitions, model=model, mapping=mapping) as run:
         run.send(file)
@@ -442,11 +524,9 @@ def replay(
             click.echo(run.worker_logs(), err=True)
             raise
     if as_json:
-        sys.stdout.buffer.write(
-            orjson.dumps(render(totals, credits), option=orjson.OPT_INDENT_2) + b"\n"
-        )
+        sys.stdout.buffer.write(json_document(totals, credits, window))
     else:
-        print_partner_table(totals)
+        print_partner_table(window_totals(totals, window))
 
 
 @main.command()
@@ -476,6 +556,13 @@ def replay(
     help="One extra 1-worker run under py-spy; raw stacks written here.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option(
+    "--series-scale",
+    default=(50, 500, 20),
+    type=(int, int, int),
+    show_default=True,
+    help="Partners, campaigns, channels of a synthetic year of series (0 0 0: skip).",
+)
 def bench(
     events: int,
     partitions: int,
@@ -487,6 +574,7 @@ def bench(
     memory_leads: int,
     profile: Path | None,
     as_json: bool,
+    series_scale: tuple[int, int, int],
 ) -> None:
     """Measure the pipeline beside raw aiokafka and Faust baselines, in one run.
 
@@ -495,7 +583,16 @@ def bench(
     from streams.bench import BenchConfig, run_bench
 
     config = BenchConfig(
-        events, partitions, rate, seconds, repeat, faust_timeout, state_leads, memory_leads, profile
+        events,
+        partitions,
+        rate,
+        seconds,
+        repeat,
+        faust_timeout,
+        state_leads,
+        memory_leads,
+        profile,
+        series_scale,
     )
     with tempfile.TemporaryDirectory() as workdir:
         result = run_bench(config, Path(workdir), lambda line: click.echo(line, err=True))

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     session_timeout: float = Field(default=10.0, gt=0)
 
+    # --- periods (SPEC §4.1) ---
+    fiscal_year_start: int = Field(
+        default=1, ge=1, le=12, description="Month fiscal years start in (1 = January)"
+    )
+
     @model_validator(mode="after")
     def _security_takes_effect(self) -> Self:
         """Refuse settings that would connect with less security than configured."""
@@ -130,7 +135,9 @@ class Settings(BaseSettings):
 
     @property
     def engine(self) -> EngineConfig:
-        return EngineConfig(model=self.model, mapping=self.mapping)
+        return EngineConfig(
+            model=self.model, mapping=self.mapping, fiscal_year_start=self.fiscal_year_start
+        )
 
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for SSL and SASL_SSL (verifying, with our CA and client cert)."""

@@ -25,6 +25,7 @@ def test_bench_prints_every_figure() -> None:
     command += ["--events", "8000", "--partitions", "4", "--rate", "200", "--seconds", "2"]
     # Several batches (2,000 messages at most each): the first one is not timed.
     command += ["--repeat", "1", "--faust-timeout", "60", "--memory-leads", "2000"]
+    command += ["--series-scale", "3", "8", "2"]
     # Short group sessions: the embedded broker answers a join after half of it.
     env = {**os.environ, "PP_SESSION_TIMEOUT": "4"}
     done = subprocess.run(command, capture_output=True, env=env, timeout=280, check=False)
@@ -52,3 +53,10 @@ def test_bench_prints_every_figure() -> None:
     assert memory["leads"] > state["leads"]  # 2,000 leads against the file's ~900
     assert memory["all_state_bytes"] > 0 and memory["worker_peak_rss"] > 10 * 2**20
     assert isinstance(result["memory_rate"], float) and result["memory_rate"] > 0
+    assert state["series_bytes"] > 0 and state["metric_bytes"] > 0
+    series = result["series"]
+    # all, partners, 3 partners, 2 channels: 365 days each (2026); 8 campaigns: a
+    # quarter each (90, 91, 92, 92 days, twice); 33 series metrics
+    assert series["fields"] == 33 * (7 * 365 + 2 * (90 + 91 + 92 + 92))
+    assert series["keys"] == 33 * 15 and series["read_keys"] == 4 * 15
+    assert series["bytes"] > series["fields"] and series["read_ms"] > 0

@@ -207,13 +207,14 @@ def test_campaign_engagement_reach_spend_goal_and_rates() -> None:
         assert value(engine, scope, "campaigns.clicks") == 40
         assert value(engine, scope, "nb.leads.influenced") == 2
         assert value(engine, scope, "nb.cw.attributed_arr") == 500_000  # the only touchpoint
-    # the goal sits with the campaign and its partner only
+    # every scope of the campaign owns the goal; its period sits in the campaign's scope
     sept, october = EPOCH_DAY_2026 + 243, EPOCH_DAY_2026 + 273  # Jan..Aug = 243 days
-    for scope in scopes[:2]:
+    for scope in scopes:
         assert value(engine, scope, "goal.target:nb.leads.influenced") == 4
-        assert value(engine, scope, "goal.start:nb.leads.influenced") == 4 * sept
-        assert value(engine, scope, "goal.end:nb.leads.influenced") == 4 * october
-    assert value(engine, "all", "goal.target:nb.leads.influenced") == 0
+        assert value(engine, scope, f"goal.of:nb.leads.influenced:{launch}") == 4
+    assert value(engine, scopes[0], "goal.start:nb.leads.influenced") == 4 * sept
+    assert value(engine, scopes[0], "goal.end:nb.leads.influenced") == 4 * october
+    assert value(engine, "partner:zoom", "goal.start:nb.leads.influenced") == 0
 
     # 2026-09-16 is day 243 + 15 of 2026: half of September elapsed
     rates = derived_of(engine, 243 + 15)[f"campaign:{launch}"]
@@ -222,8 +223,9 @@ def test_campaign_engagement_reach_spend_goal_and_rates() -> None:
     assert rates["campaigns.conversion_rate"] == 1  # 2 influenced leads / 2 registrations
     assert rates["campaigns.cost_per_influenced_lead"] == 100_000  # 200 000 / 2
     assert rates["campaigns.roi"] == 1.5  # (500 000 - 200 000) / 200 000
-    assert rates["goal.attainment:nb.leads.influenced"] == 0.5  # 2 / 4
-    assert rates["goal.pace:nb.leads.influenced"] == 1  # 2 / (4 * 0.5)
+    # both leads were created in January, outside the September goal period
+    assert rates["goal.attainment:nb.leads.influenced"] == 0  # 0 / 4
+    assert rates["goal.pace:nb.leads.influenced"] == 0  # 0 / (4 * 0.5)
     before = derived_of(engine, 200)[f"campaign:{launch}"]
     assert before["goal.pace:nb.leads.influenced"] is None  # the period has not started
 
@@ -254,22 +256,6 @@ def test_conversion_rate_falls_back_to_clicks_and_goal_units() -> None:
     assert rates["goal.attainment:nb.leads.attributed"] == 0.4  # 1 / 2.5
     assert rates["goal.pace:nb.leads.attributed"] == 0.8  # 1 / (2.5 * 5/10)
     assert render(engine.totals, {})["metrics"][scope]["goal.target:nb.leads.attributed"] == 2.5
-
-
-def test_partner_goal_uses_target_weighted_period() -> None:
-    # slack's two goal campaigns: target 10 over days [0, 10), 30 over [10, 20):
-    # mean period [7.5, 17.5); on day 12.5 half of it has elapsed.
-    metrics = {
-        "partner:slack": {
-            "nb.s2.influenced": 10,
-            "goal.target:nb.s2.influenced": 40,
-            "goal.start:nb.s2.influenced": 10 * 0 + 30 * 10,
-            "goal.end:nb.s2.influenced": 10 * 10 + 30 * 20,
-        }
-    }
-    rates = derive(metrics, int(12.5 * DAY_US))["partner:slack"]
-    assert rates["goal.attainment:nb.s2.influenced"] == 0.25  # 10 / 40
-    assert rates["goal.pace:nb.s2.influenced"] == 0.5  # 10 / (40 * 0.5)
 
 
 # --- partner performance ----------------------------------------------------------
@@ -463,4 +449,4 @@ def test_synthetic_stream_exercises_every_metric_family() -> None:
     assert [m for m in EXERCISED if not everyone.get(m)] == []
     assert any(m.startswith("integrations.activations@") for m in everyone)
     goals = {m for (scope, m) in engine.totals if scope.startswith("partner:")}
-    assert any(m.startswith("goal.start:") for m in goals)
+    assert any(m.startswith("goal.of:") for m in goals)

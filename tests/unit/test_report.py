@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from models.config import DAY_US
+from models.periods import Calendar
 from models.report import build_report, format_value, parse_as_of, rich_tables
 from streams.cli import main
 from tests.unit.test_metrics import event
@@ -31,6 +32,9 @@ TOTALS = {
     ("partner:slack", "perf.partner.closed"): 2,
     ("partner:slack", "perf.partner.won"): 1,
     ("partner:slack", "goal.target:nb.leads.influenced"): 10,
+    ("partner:slack", "goal.of:nb.leads.influenced:spring"): 10,  # the goal of campaign:spring
+    ("campaign:spring", "goal.target:nb.leads.influenced"): 10,
+    ("campaign:spring", "nb.leads.influenced"): 5,
     ("partner:zoom", "referrals.sent"): 3,
 }
 
@@ -147,3 +151,99 @@ def test_report_command_from_a_file(tmp_path: Path) -> None:
     table = runner.invoke(main, ["report", "--file", str(path)])
     assert table.exit_code == 0, table.output
     assert "partner:slack" in table.output and "1,000.00" in table.output
+
+
+# --- windows --------------------------------------------------------------------
+
+SERIES = {
+    ("all", "nb.cw.influenced"): 3,
+    ("all", "nb.cw.influenced@2026-06-30"): 1,  # Q2
+    ("all", "nb.cw.influenced@2026-07-01"): 2,  # Q3
+    ("partner:slack", "nb.cw.influenced"): 3,
+    ("partner:slack", "nb.cw.influenced@2026-06-30"): 2,
+    ("partner:slack", "nb.cw.influenced@2026-09-30"): 1,
+    ("partner:slack", "perf.partner.closed"): 4,
+    ("partner:slack", "perf.partner.closed@2026-04-02"): 2,
+    ("partner:slack", "perf.partner.closed@2026-07-02"): 2,
+    ("partner:slack", "perf.partner.won"): 1,
+    ("partner:slack", "perf.partner.won@2026-07-02"): 1,
+    ("partner:slack", "campaigns.spend"): 10_000,  # no series: not in a window
+    ("all", "cohort.below.accounts"): 2,
+}
+
+
+def test_windowed_report_with_the_previous_quarter() -> None:
+    calendar = Calendar()
+    q3 = calendar.period("2026Q3")
+    document = build_report(SERIES, 0, q3, calendar.previous(q3))
+    assert document["window"] == {"from": "2026-07-01", "to": "2026-09-30"}
+    assert document["previous"] == {"from": "2026-04-01", "to": "2026-06-30"}
+    nb = {row["label"]: row for row in document["tables"]["new_business"]["rows"]}
+    assert nb["all"]["values"]["nb.cw.influenced"] == 2
+    assert nb["all"]["previous"]["nb.cw.influenced"] == 1
+    assert nb["all"]["change"]["nb.cw.influenced"] == 1
+    assert nb["partner:slack"]["values"]["nb.cw.influenced"] == 1
+    assert nb["partner:slack"]["change"]["nb.cw.influenced"] == -1  # 1 in Q3 against 2 in Q2
+    performance = {r["label"]: r for r in document["tables"]["performance"]["rows"]}
+    slack = performance["partner:slack"]
+    assert slack["values"]["perf.partner.win_rate"] == 0.5  # 1 won of 2 closed in Q3
+    assert slack["previous"]["perf.partner.win_rate"] == 0  # 0 of 2 in Q2
+    assert slack["change"]["perf.partner.win_rate"] == 0.5
+    campaigns = {r["label"]: r["values"] for r in document["tables"]["campaigns"]["rows"]}
+    assert campaigns["partner:slack"]["campaigns.spend"] is None  # a registry value
+    assert "cohorts" not in document["tables"]  # levels have no window
+    console = Console(width=300, record=True)
+    for grid in rich_tables(document):
+        console.print(grid)
+    text = console.export_text()
+    assert "-50%" in text  # slack's closed-won, 2 -> 1
+    assert "+50.0 pp" in text  # slack's win rate, 0 -> 50 %
+
+
+def test_recompute_and_report_windows_from_the_command_line(tmp_path: Path) -> None:
+    slack = ptnr("slack", "w")
+    lines = [
+        touch("t1", "A", 80, slack),
+        created("c1", "A", 89),  # 2026-03-31: Q1
+        touch("t2", "B", 80, slack),
+        created("c2", "B", 90),  # 2026-04-01: Q2
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    runner = CliRunner()
+
+    def metrics(*options: str) -> dict[str, Any]:
+        result = runner.invoke(main, ["recompute", str(path), "--json", *options])
+        assert result.exit_code == 0, result.output
+        document: dict[str, Any] = json.loads(result.output)
+        assert document["series"]["all"]["nb.leads.influenced"] == {
+            "2026-03-31": 1,
+            "2026-04-01": 1,
+        }  # the whole series, whatever the window
+        found: dict[str, Any] = document["metrics"]
+        return found
+
+    assert metrics()["all"]["nb.leads.influenced"] == 2
+    assert metrics("--period", "2026Q1")["all"]["nb.leads.influenced"] == 1
+    assert metrics("--from", "2026-04-01", "--to", "2026-04-01")["partner:slack"] == {
+        "nb.leads.attributed": 1.0,
+        "nb.leads.influenced": 1,
+        "leads.acquired": 1,
+    }
+    assert metrics("--period", "2026-05") == {}  # nothing happened in May
+    bad = runner.invoke(main, ["recompute", str(path), "--json", "--from", "2026-04-01"])
+    assert bad.exit_code != 0 and "--to" in bad.output
+
+    report = runner.invoke(
+        main, ["report", "--file", str(path), "--json", "--period", "2026Q2", "--compare"]
+    )
+    assert report.exit_code == 0, report.output
+    row = rows(json.loads(report.output), "new_business")["all"]
+    assert row["nb.leads.influenced"] == 1
+
+    feb = runner.invoke(
+        main,
+        ["recompute", str(path), "--json", "--period", "2025Q4"],
+        env={"PP_FISCAL_YEAR_START": "2"},
+    )  # FY2025Q4 = November 2025 to January 2026: neither lead
+    assert json.loads(feb.output)["metrics"] == {}
