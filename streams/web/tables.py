@@ -1,0 +1,345 @@
+"""The dashboard's tables as documents: one definition for the page, its JSON and its CSV.
+
+Each table is built here from the stored totals (and daily series) seen
+through a window, so the page, ``/api/table?name=…`` and its ``format=csv``
+show the same numbers (docs/api.md, "Tables").  Column sets come from
+`models.report` (the `report` command's), rates from `models.derived`.
+
+Values are in display units: money in the reporting currency (cents / 100,
+two decimals), counts as integers, `nb.leads.attributed` in conversions,
+rates as fractions.  A windowed table also carries each row's values for the
+previous period (`Calendar.previous`), for the change the page shows.
+
+Windows and metrics without a daily series: levels and registry values
+(spend, impressions and clicks, goal targets, integration depth, cohorts)
+are shown as they are now in every window; any other metric that has no
+series yet is ``None`` in a window (unknown), never a misleading all-time value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Final
+
+from models.contrib import MetricKey
+from models.derived import by_scope, derive
+from models.events import EPOCH
+from models.output import render_value
+from models.periods import Window, split_point, window_totals
+from models.report import COHORT, DEPTHS, SCORECARD, Column, funnel, rate
+
+Value = int | float | str | None
+Totals = Mapping[MetricKey, int]
+
+LEVELS: Final = (
+    "campaigns.spend",
+    "campaigns.impressions",
+    "campaigns.clicks",
+    "goal.",
+    "integrations.active",
+    "cohort.",
+    "accounts.",
+)
+"""Metric name prefixes that are levels or registry values: no series, shown as of now."""
+
+_SHORT: Final = {
+    "leads.influenced": "Leads",
+    "mqls.influenced": "MQLs",
+    "s2.influenced": "S2s",
+    "cw.influenced": "Won",
+    "s2.influenced_arr": "S2 infl. ARR",
+    "cw.influenced_arr": "Won infl. ARR",
+    "s2.attributed_arr": "S2 attr. ARR",
+    "cw.attributed_arr": "Won attr. ARR",
+    "leads.attributed": "Attr. leads",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebColumn:
+    """A column as the page shows it: a short one-line label and a group header."""
+
+    column: Column
+    label: str
+    group: str = ""
+
+
+def _nbex() -> tuple[WebColumn, ...]:
+    out: list[WebColumn] = []
+    for prefix, group, leads in (("nb", "New Business", True), ("ex", "Expansion", False)):
+        for column in funnel(prefix, leads):
+            name = column.key.partition(".")[2]
+            out.append(WebColumn(column, _SHORT[name], group))
+    return tuple(out)
+
+
+def _flat(columns: Sequence[Column]) -> tuple[WebColumn, ...]:
+    return tuple(WebColumn(c, c.label.replace("-\n", "").replace("\n", " ")) for c in columns)
+
+
+CAMPAIGN_COLUMNS: Final = _flat(
+    (
+        Column("campaigns.registrations", "Registrations"),
+        Column("campaigns.attendees", "Attendees"),
+        Column("campaigns.impressions", "Impressions"),
+        Column("campaigns.clicks", "Clicks"),
+        Column("nb.leads.influenced", "Influenced leads"),
+        Column("nb.s2.influenced", "S2s"),
+        Column("nb.cw.influenced", "Won"),
+        Column("campaigns.spend", "Spend", "cents"),
+        rate("campaigns.ctr", "CTR"),
+        rate("campaigns.attendance_rate", "Attendance"),
+        rate("campaigns.conversion_rate", "Conversion"),
+        rate("campaigns.cost_per_influenced_lead", "Cost per lead", "cents"),
+        rate("campaigns.roi", "ROI"),
+    )
+)
+GOAL_COLUMNS: Final = _flat(
+    (
+        Column("metric", "Goal metric", "text"),
+        Column("period", "Goal period", "text"),
+        Column("target", "Target", "amount"),
+        Column("actual", "Actual", "amount"),
+        rate("goal.attainment", "Attainment"),
+        rate("goal.pace", "Pace"),
+    )
+)
+DQ_COLUMNS: Final = _flat((Column("value", "Count"),))
+TITLES: Final = {
+    "nbex": "New Business / Expansion by partner",
+    "pipeline": SCORECARD["pipeline"][0],
+    "performance": SCORECARD["performance"][0],
+    "campaigns": "Campaigns",
+    "goals": "Goals and pace",
+    "cohorts": "Accounts below vs at/above the integration depth threshold",
+    "depth": "Accounts by depth of active integrations",
+    "dq": "Data quality",
+}
+NAMES: Final = tuple(TITLES)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The stored totals seen through a window, with what a cell needs to know."""
+
+    metrics: dict[str, dict[str, int]]
+    derived: dict[str, dict[str, float | None]]
+    series: frozenset[str]
+    """Metric names that have a daily series somewhere (a window can sum them)."""
+    window: Window | None
+
+    @property
+    def windowed(self) -> bool:
+        return self.window is not None
+
+    def window_excludes(self, period: tuple[date, date] | None) -> bool:
+        """Whether a goal period lies wholly outside the window (no period: never)."""
+        if self.window is None or period is None:
+            return False
+        return period[1] < self.window.first or period[0] > self.window.last
+
+    def stored(self, scope: str, key: str) -> Value:
+        """A stored metric in display units; None when a window cannot know it."""
+        if self.windowed and key not in self.series and not key.startswith(LEVELS):
+            return None
+        raw = self.metrics.get(scope, {}).get(key, 0)
+        return display(key, raw)
+
+    def cell(self, scope: str, web: WebColumn) -> Value:
+        column = web.column
+        if column.derived:
+            return derived_value(self.derived.get(scope, {}).get(column.key), column)
+        return self.stored(scope, column.key)
+
+
+def display(metric: str, raw: int) -> int | float:
+    """A stored integer in display units (money: reporting currency, two decimals)."""
+    if metric.endswith(("_arr", ".spend", ".arr")):
+        return round(raw / 100, 2)
+    return render_value(metric, raw)
+
+
+def derived_value(value: float | None, column: Column) -> float | None:
+    """A derived value in display units (a money rate, such as cost per lead, in currency)."""
+    return round(value / 100, 2) if value is not None and column.unit == "cents" else value
+
+
+def view(totals: Totals, window: Window | None, as_of: int) -> View:
+    """`totals` (running totals and series points) as seen through `window`."""
+    series = frozenset(split_point(m)[0] for _, m in totals if split_point(m)[1] is not None)
+    if window is None:
+        seen = {k: v for k, v in totals.items() if split_point(k[1])[1] is None}
+    else:
+        seen = {k: v for k, v in window_totals(totals, window).items() if "@" not in k[1]}
+        seen.update({k: v for k, v in totals.items() if k[1].startswith(LEVELS)})
+    metrics = by_scope(seen)
+    return View(metrics, derive(metrics, as_of), series, window)
+
+
+def build(name: str, totals: Totals, window: Window | None, as_of: int) -> dict[str, Any]:
+    """Table `name` (one of `NAMES`) over `window` (None: all time), with the
+    previous period's values when windowed (`previous` is the caller's window)."""
+    columns, rows = _table(name, view(totals, window, as_of))
+    return {
+        "name": name,
+        "title": TITLES[name],
+        "columns": [
+            {"key": c.column.key, "label": c.label, "group": c.group, "unit": _unit(c.column)}
+            for c in columns
+        ],
+        "rows": rows,
+    }
+
+
+def with_previous(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """`current` with each row's values of the previous period under ``previous``."""
+    before = {row["key"]: row["values"] for row in previous["rows"]}
+    for row in current["rows"]:
+        row["previous"] = before.get(row["key"], {})
+    return current
+
+
+def _unit(column: Column) -> str:
+    return "money" if column.unit == "cents" else column.unit
+
+
+Rows = list[dict[str, Any]]
+
+
+def _rows(v: View, scopes: Sequence[str], columns: Sequence[WebColumn]) -> Rows:
+    return [
+        {"key": s, "label": _label(s), "values": {c.column.key: v.cell(s, c) for c in columns}}
+        for s in scopes
+    ]
+
+
+def _scopes(v: View, kind: str) -> list[str]:
+    return sorted(s for s in v.metrics if s.startswith(kind + ":"))
+
+
+def _label(scope: str) -> str:
+    return scope.partition(":")[2] or scope
+
+
+def _table(name: str, v: View) -> tuple[Sequence[WebColumn], Rows]:
+    builders: dict[str, Callable[[View], tuple[Sequence[WebColumn], Rows]]] = {
+        "nbex": lambda v: (NBEX, _rows(v, ["all", *_scopes(v, "partner")], NBEX)),
+        "pipeline": lambda v: (PIPELINE, _rows(v, _scopes(v, "partner"), PIPELINE)),
+        "performance": lambda v: (PERFORMANCE, _rows(v, _scopes(v, "partner"), PERFORMANCE)),
+        "campaigns": _campaigns,
+        "goals": _goals,
+        "cohorts": _cohorts,
+        "depth": lambda v: (DEPTH, _rows(v, ["all"], DEPTH)),
+        "dq": _dq,
+    }
+    return builders[name](v)
+
+
+NBEX: Final = _nbex()
+PIPELINE: Final = _flat(SCORECARD["pipeline"][1])
+PERFORMANCE: Final = _flat(SCORECARD["performance"][1])
+DEPTH: Final = _flat(tuple(Column(f"accounts.depth.{d}", f"{d} active") for d in DEPTHS))
+
+
+def _campaigns(v: View) -> tuple[Sequence[WebColumn], Rows]:
+    """Every campaign, most influenced leads first."""
+    scopes = sorted(
+        _scopes(v, "campaign"), key=lambda s: (-v.metrics[s].get("nb.leads.influenced", 0), s)
+    )
+    return CAMPAIGN_COLUMNS, _rows(v, scopes, CAMPAIGN_COLUMNS)
+
+
+def _dq(v: View) -> tuple[Sequence[WebColumn], Rows]:
+    """The data-quality counters of scope `all` (running totals: they have no series)."""
+    counters = {m: n for m, n in v.metrics.get("all", {}).items() if m.startswith("dq.")}
+    base = ["dq.dead_letters", "dq.campaign_name_invalid", "dq.duplicates_ignored"]
+    base.append("dq.late_events")
+    names = base + sorted(set(counters) - set(base))
+    rows = [{"key": m, "label": m, "values": {"value": counters.get(m, 0)}} for m in names]
+    return DQ_COLUMNS, rows
+
+
+def _cohorts(v: View) -> tuple[Sequence[WebColumn], Rows]:
+    columns = _flat(COHORT)
+    values, derived = v.metrics.get("all", {}), v.derived.get("all", {})
+    rows = []
+    for side, label in (("below", "below threshold"), ("above", "at/above threshold")):
+        row: dict[str, Value] = {"accounts": values.get(f"cohort.{side}.accounts", 0)}
+        for c in columns[1:]:
+            value = derived.get(f"cohort.{side}.{c.column.key}")
+            row[c.column.key] = derived_value(value, c.column)
+        rows.append({"key": side, "label": label, "values": row})
+    return columns, rows
+
+
+def goal_period(values: Mapping[str, int], metric: str) -> tuple[date, date] | None:
+    """The goal's period (first and last day); None when the goal has none.
+
+    A scope above campaigns stores target-weighted sums of its goals' day
+    numbers, so this is their target-weighted mean: exact for a campaign.
+    """
+    target = values.get(f"goal.target:{metric}", 0)
+    if not target or f"goal.start:{metric}" not in values:
+        return None
+    start = values[f"goal.start:{metric}"] // target
+    end = -(-values.get(f"goal.end:{metric}", 0) // target) - 1  # exclusive end day
+    first = EPOCH.date() + timedelta(days=start)
+    return first, max(first, EPOCH.date() + timedelta(days=end))
+
+
+def _goals(v: View) -> tuple[Sequence[WebColumn], Rows]:
+    """Every goal whose period overlaps the window (goals without a period always),
+    grouped by scope: partners first, then campaigns, then the rest."""
+    rows: Rows = []
+    order = ("partner", "campaign", "channel", "partners", "all")
+    for scope in sorted(v.metrics, key=lambda s: (_rank(s, order), s)):
+        values, derived = v.metrics[scope], v.derived.get(scope, {})
+        for field in sorted(values):
+            kind, _, metric = field.partition(":")
+            if kind != "goal.target" or not values[field]:
+                continue
+            period = goal_period(values, metric)
+            if v.window_excludes(period):
+                continue
+            row: dict[str, Value] = {
+                "metric": metric,
+                "period": f"{period[0]} to {period[1]}" if period else "no period",
+                "target": display(metric, values[field]),
+                "actual": display(metric, values.get(metric, 0)),
+                "goal.attainment": derived.get(f"goal.attainment:{metric}"),
+                "goal.pace": derived.get(f"goal.pace:{metric}"),
+            }
+            rows.append({"key": f"{scope}|{metric}", "label": scope, "values": row})
+    return GOAL_COLUMNS, rows
+
+
+def _rank(scope: str, order: Sequence[str]) -> int:
+    kind = scope.partition(":")[0]
+    return order.index(kind) if kind in order else len(order)
+
+
+def to_csv(table: Mapping[str, Any]) -> str:
+    """The table as CSV: a ``scope`` column, then one per column (its label and, when
+    the unit is money, the currency), then the previous period's columns if any."""
+    columns = table["columns"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    windowed = any("previous" in row for row in table["rows"])
+    heads = [_head(c, table.get("currency", "")) for c in columns]
+    writer.writerow(["scope", *heads, *(f"{h} (previous period)" for h in heads if windowed)])
+    for row in table["rows"]:
+        cells = [row["values"].get(c["key"]) for c in columns]
+        if windowed:
+            cells += [row.get("previous", {}).get(c["key"]) for c in columns]
+        writer.writerow([row["label"], *("" if x is None else x for x in cells)])
+    return out.getvalue()
+
+
+def _head(column: Mapping[str, str], currency: str) -> str:
+    group = f"{column['group']} " if column.get("group") else ""
+    unit = f" ({currency})" if column["unit"] == "money" and currency else ""
+    return f"{group}{column['label']}{unit}"
