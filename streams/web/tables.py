@@ -131,6 +131,8 @@ class View:
     series: frozenset[str]
     """Metric names that have a daily series somewhere (a window can sum them)."""
     window: Window | None
+    scopes: frozenset[str]
+    """Every scope of the totals: a row stays (with zeros) in a window where it had nothing."""
 
     @property
     def windowed(self) -> bool:
@@ -177,7 +179,8 @@ def view(totals: Totals, window: Window | None, as_of: int) -> View:
         seen = {k: v for k, v in window_totals(totals, window).items() if "@" not in k[1]}
         seen.update({k: v for k, v in totals.items() if k[1].startswith(LEVELS)})
     metrics = by_scope(seen)
-    return View(metrics, derive(metrics, as_of), series, window)
+    scopes = frozenset(scope for scope, _ in totals)
+    return View(metrics, derive(metrics, as_of), series, window, scopes)
 
 
 def build(name: str, totals: Totals, window: Window | None, as_of: int) -> dict[str, Any]:
@@ -218,7 +221,7 @@ def _rows(v: View, scopes: Sequence[str], columns: Sequence[WebColumn]) -> Rows:
 
 
 def _scopes(v: View, kind: str) -> list[str]:
-    return sorted(s for s in v.metrics if s.startswith(kind + ":"))
+    return sorted(s for s in v.scopes if s.startswith(kind + ":"))
 
 
 def _label(scope: str) -> str:
@@ -248,7 +251,8 @@ DEPTH: Final = _flat(tuple(Column(f"accounts.depth.{d}", f"{d} active") for d in
 def _campaigns(v: View) -> tuple[Sequence[WebColumn], Rows]:
     """Every campaign, most influenced leads first."""
     scopes = sorted(
-        _scopes(v, "campaign"), key=lambda s: (-v.metrics[s].get("nb.leads.influenced", 0), s)
+        _scopes(v, "campaign"),
+        key=lambda s: (-v.metrics.get(s, {}).get("nb.leads.influenced", 0), s),
     )
     return CAMPAIGN_COLUMNS, _rows(v, scopes, CAMPAIGN_COLUMNS)
 
