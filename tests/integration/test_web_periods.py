@@ -144,7 +144,7 @@ async def test_reading_a_quarter_of_every_nbex_metric_of_every_partner_is_one_ro
     async def counted_command(self: Redis, *args: Any, **options: Any) -> Any:
         if not isinstance(self, Pipeline):
             trips.append(str(args[0]))
-        return await command(self, *args, **options)
+        return await command(self, *args, **options)  # type: ignore[no-untyped-call]
 
     async def counted_execute(self: Pipeline, *args: Any, **options: Any) -> Any:
         trips.append("pipeline")
