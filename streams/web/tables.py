@@ -311,7 +311,7 @@ def _goals(v: View) -> tuple[Sequence[WebColumn], Rows]:
                 continue
             row: dict[str, Value] = {
                 "metric": metric,
-                "period": f"{period[0]} to {period[1]}" if period else "no period",
+                "period": _period_text(scope, period),
                 "target": display(metric, values[field]),
                 "actual": display(metric, values.get(metric, 0)),
                 "goal.attainment": derived.get(f"goal.attainment:{metric}"),
@@ -319,6 +319,15 @@ def _goals(v: View) -> tuple[Sequence[WebColumn], Rows]:
             }
             rows.append({"key": f"{scope}|{metric}", "label": scope, "values": row})
     return GOAL_COLUMNS, rows
+
+
+def _period_text(scope: str, period: tuple[date, date] | None) -> str:
+    """A campaign's goal period; above campaigns, each goal counts over its own period."""
+    if period is None:
+        return "no period (running total)"
+    if not scope.startswith("campaign:"):
+        return "each campaign goal's own period"
+    return f"{period[0]} to {period[1]}"
 
 
 def _rank(scope: str, order: Sequence[str]) -> int:
