@@ -194,7 +194,7 @@ async def test_page_during_a_demo_run_changes_live_and_equals_redis(
         async def shown() -> int:
             return int(await leads.get_attribute("data-value") or 0) if await leads.count() else 0
 
-        seen = []
+        seen: list[int] = []
         deadline = time.monotonic() + 90
         while len(set(seen)) < 3:  # three different values, without a reload
             assert time.monotonic() < deadline, (seen, stderr.read_text()[-2000:])
