@@ -176,7 +176,8 @@ function windowQuery() {
 
 // Load and draw one table section: the box `id` gets the table, a CSV link and notes.
 async function showTable(name, id = name, options = {}) {
-  const url = `/api/table?name=${name}${windowQuery()}`;
+  const only = options.partner ? `&partner=${encodeURIComponent(options.partner)}` : "";
+  const url = `/api/table?name=${name}${only}${windowQuery()}`;
   const table = await getJson(url);
   if (!table) return null;
   state.tables[name] = table;
@@ -270,7 +271,7 @@ function defaultBucket() {
   return days <= 45 ? "day" : days <= 200 ? "week" : "month";
 }
 
-async function renderSeries(partners, boxId = "series-chart", noteId = "series-note") {
+async function renderSeries(partners, boxId = "series-chart") {
   const metric = document.getElementById("series-metric").value;
   const bucket = document.getElementById("series-bucket").value;
   const series = await Promise.all(partners.map((s) =>
@@ -282,7 +283,7 @@ async function renderSeries(partners, boxId = "series-chart", noteId = "series-n
   if (!starts.length || typeof uPlot === "undefined") {
     box.replaceChildren(empty(`No ${metric} by day yet for ${partners.length > 1 ? "any partner" : "this partner"} in this period.`
       + " Daily series come from conversions with a date: send opportunity_stage events reaching S2 or closed_won."));
-    document.getElementById(noteId).textContent = "";
+    document.getElementById("series-note").textContent = "";
     return;
   }
   const xs = starts.map((d) => Date.parse(d + "T00:00:00Z") / 1000);
@@ -300,32 +301,31 @@ async function renderSeries(partners, boxId = "series-chart", noteId = "series-n
     }))],
     axes: [{}, { values: (u, vals) => vals.map(fmt), size: 90 }],
   }, [xs, ...ys], box);
-  document.getElementById(noteId).textContent =
+  document.getElementById("series-note").textContent =
     `${metric} per ${bucket} (each point is the ${bucket} starting that day, UTC)${isMoney ? `, in ${state.currency}` : ""}.`;
 }
 
 // --- credits explorer ---------------------------------------------------------------
 
-async function loadSubjects(selectId = "subject", only = null) {
-  const body = await getJson("/api/subjects?kind=opportunity&limit=500");
-  const select = document.getElementById(selectId);
+async function loadSubjects(url = "/api/subjects?kind=opportunity&limit=500") {
+  const body = await getJson(url);
+  const select = document.getElementById("subject");
   const current = select.value;
-  let subjects = body ? body.subjects : [];
-  if (only) subjects = await only(subjects);
+  const subjects = body ? body.subjects : [];
   select.replaceChildren(el("option", { value: "" }, subjects.length ? "choose…" : "no opportunity with credit yet"),
     ...subjects.map((s) => el("option", { value: s }, label(s))));
   select.value = current;
 }
 
-async function renderCredits(selectId = "subject", boxId = "credits", linkId = "credits-csv") {
-  const subject = document.getElementById(selectId).value;
-  const link = document.getElementById(linkId);
+async function renderCredits() {
+  const subject = document.getElementById("subject").value;
+  const link = document.getElementById("credits-csv");
   link.hidden = !subject;
-  if (!subject) { document.getElementById(boxId).replaceChildren(empty("Choose an opportunity to see which touchpoints got its credit.")); return; }
+  if (!subject) { document.getElementById("credits").replaceChildren(empty("Choose an opportunity to see which touchpoints got its credit.")); return; }
   const url = `/api/credits?subject=${encodeURIComponent(subject)}`;
   link.href = `${url}&format=csv`;
   const body = await getJson(url);
-  const box = document.getElementById(boxId);
+  const box = document.getElementById("credits");
   if (!body || !body.touchpoints.length) { box.replaceChildren(empty("No credit for this opportunity.")); return; }
   const table = el("table", { "data-testid": "credits-table" });
   const head = el("tr");

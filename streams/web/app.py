@@ -139,7 +139,7 @@ def create_app(
     app[_MAX_SSE] = max_sse_clients
     routes = {
         "/": _index,
-        "/partner/{partner}": _index,
+        "/partner/{partner}": _partner,
         "/healthz": _healthz,
         "/login": _login,
         "/api/periods": _periods,
@@ -223,8 +223,13 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
-    """The page (the overview, and a partner's page: the script reads the path)."""
+    """The overview page."""
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _partner(request: web.Request) -> web.StreamResponse:
+    """A partner's page; its script reads the partner from the path."""
+    return web.FileResponse(STATIC_DIR / "partner.html", headers={"Cache-Control": "no-cache"})
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -304,12 +309,16 @@ async def _table(request: web.Request) -> web.StreamResponse:
     totals = await request.app[_SINK].read_metrics()
     now = to_micros(datetime.now(UTC))
     table = tables.build(name, totals, window, now)
+    partner = request.query.get("partner")
+    if partner:
+        tables.only_partner(table, _name(partner, "partner"))
     table["currency"] = options.currency
     table["window"] = _window_json(window)
     table["previous_window"] = None
     if window is not None:
         before = options.calendar.previous(window)
-        tables.with_previous(table, tables.build(name, totals, before, now))
+        previous = tables.build(name, totals, before, now)
+        tables.with_previous(table, tables.only_partner(previous, partner) if partner else previous)
         table["previous_window"] = _window_json(before)
     if _wants_csv(request):
         return _csv_response(tables.to_csv(table), name)
@@ -452,23 +461,42 @@ async def _leaderboard(request: web.Request) -> web.Response:
 
 
 async def _subjects(request: web.Request) -> web.Response:
-    """Up to ``limit`` subjects of one kind that have a credit breakdown (unordered)."""
+    """Up to ``limit`` subjects of one kind that have a credit breakdown (unordered);
+    with ``partner=<id>``, only those where a touchpoint of that partner has credit."""
     sink = request.app[_SINK]
     kind = request.query.get("kind", "opportunity")
     if kind not in {"opportunity", "lead"}:
         raise web.HTTPBadRequest(text="kind must be opportunity or lead")
     limit = _limit(request, 50)
+    partner = request.query.get("partner")
+    scope = f"partner:{_name(partner, 'partner')}" if partner else None
     pattern = glob_escape(sink.keys.credit_prefix + kind + ":") + "*"
 
     async def scan() -> list[str]:
         found: list[str] = []
+        chunk: list[str] = []
         async for key in sink.client.scan_iter(match=pattern, count=1000):
-            found.append(sink.keys.subject_of(_text(key)))
+            chunk.append(_text(key))
+            if scope is None or len(chunk) >= 200:
+                found += await _credited(sink, chunk, scope)
+                chunk = []
             if len(found) >= limit:
-                break
-        return found
+                return found[:limit]
+        return (found + await _credited(sink, chunk, scope))[:limit]
 
     return _json({"kind": kind, "subjects": sorted(await scan())})
+
+
+async def _credited(sink: RedisSink, keys: list[str], scope: str | None) -> list[str]:
+    """The subjects of credit `keys` where `scope` has a touchpoint (None: all of them)."""
+    if scope is None or not keys:
+        return [sink.keys.subject_of(k) for k in keys]
+    _, hashes = await _read(sink, keys)
+    return [
+        sink.keys.subject_of(key)
+        for key, lines in zip(keys, hashes, strict=True)
+        if any(scope in orjson.loads(line)["scopes"] for line in lines.values())
+    ]
 
 
 async def _credits(request: web.Request) -> web.Response:

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Final
 
+from models.config import EngineConfig
 from models.contrib import MetricKey
 from models.derived import by_scope, derive
 from models.events import EPOCH
 from models.output import render_value
+from models.partners import NameParser
 from models.periods import Window, split_point, window_totals
 from models.report import COHORT, DEPTHS, SCORECARD, Column, funnel, rate
 
@@ -204,6 +206,32 @@ def with_previous(current: dict[str, Any], previous: dict[str, Any]) -> dict[str
     for row in current["rows"]:
         row["previous"] = before.get(row["key"], {})
     return current
+
+
+_NAMES: Final = NameParser(EngineConfig().naming)
+
+
+def partner_of(scope: str) -> str | None:
+    """The partner a campaign scope names by the naming convention (else None).
+
+    The dashboard only has the Redis keys, so a partner given to a campaign by
+    its registry entry or by its touches' `partner` field is not known here.
+    """
+    kind, _, name = scope.partition(":")
+    return _NAMES.parse(name).partner if kind == "campaign" else None
+
+
+def only_partner(table: dict[str, Any], partner: str) -> dict[str, Any]:
+    """`table` restricted to one partner: its own row, and the rows of its campaigns
+    (a goals row belongs to the scope in its label)."""
+    scope = f"partner:{partner}"
+
+    def mine(row: Mapping[str, Any]) -> bool:
+        owner = row["label"] if table["name"] == "goals" else row["key"]
+        return bool(owner == scope or partner_of(owner) == partner)
+
+    table["rows"] = [row for row in table["rows"] if mine(row)]
+    return table
 
 
 def _unit(column: Column) -> str:
