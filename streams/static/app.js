@@ -293,11 +293,19 @@ async function renderSeries(partners, boxId = "series-chart") {
   });
   box.replaceChildren();
   const fmt = (v) => (isMoney ? money.format(v) : count.format(v));
+  // The time axis spans the selected period (all time: the data, at least a month).
+  const p = state.period;
+  const day = 86400;
+  const span = p && p.from
+    ? [Date.parse(p.from + "T00:00:00Z") / 1000, Date.parse(p.to + "T00:00:00Z") / 1000 + day]
+    : [xs[0], Math.max(xs[xs.length - 1], xs[0] + 30 * day)];
   chart = new uPlot({
     width: Math.max(300, box.clientWidth - 8), height: 280,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    scales: { x: { time: true, range: () => span } },
     series: [{ label: bucket }, ...partners.map((s, i) => ({
       label: label(s), stroke: COLORS[i % COLORS.length], width: 2, value: (u, v) => (v == null ? "–" : fmt(v)),
+      points: { show: true, size: 6, fill: COLORS[i % COLORS.length] },
     }))],
     axes: [{}, { values: (u, vals) => vals.map(fmt), size: 90 }],
   }, [xs, ...ys], box);
@@ -434,6 +442,15 @@ function initControls() {
     applyCustom();
     document.getElementById("series-bucket").value = defaultBucket();
   });
+  // Printing lays the page out anew (narrower, the partner page in two columns):
+  // fit the chart's canvas to its box at once, before the page is paginated.
+  const fitChart = () => {
+    if (!chart) return;
+    const box = chart.root.parentElement;
+    chart.setSize({ width: Math.max(200, box.clientWidth - 8), height: 280 });
+  };
+  window.addEventListener("beforeprint", fitChart);
+  window.matchMedia("print").addEventListener("change", fitChart);
   let resize = null;
   window.addEventListener("resize", () => { clearTimeout(resize); resize = setTimeout(() => page.reload(), 300); });
 }

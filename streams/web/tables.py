@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, Final
 
@@ -47,6 +47,20 @@ LEVELS: Final = (
     "accounts.",
 )
 """Metric name prefixes that are levels or registry values: no series, shown as of now."""
+
+_DERIVED_INPUTS: Final = {
+    "campaigns.attendance_rate": ("campaigns.attendees", "campaigns.registrations"),
+    "campaigns.conversion_rate": ("nb.leads.influenced", "campaigns.registrations"),
+    "campaigns.cost_per_influenced_lead": ("nb.leads.influenced",),
+    "campaigns.roi": ("nb.cw.attributed_arr", "ex.cw.attributed_arr"),
+    "perf.partner.win_rate": ("perf.partner.won", "perf.partner.closed"),
+    "perf.win_rate_lift": ("perf.partner.won", "perf.partner.closed", "perf.other.closed"),
+    "perf.partner.cycle_days_avg": ("perf.partner.cycle_days", "perf.partner.closed"),
+    "perf.cycle_days_delta": ("perf.partner.cycle_days", "perf.other.cycle_days"),
+    "nps": ("nps.responses",),
+}
+"""The flow metrics each derived column is computed from: in a window it is unknown
+(None) while any of them has no daily series, rather than a rate of zeros."""
 
 _SHORT: Final = {
     "leads.influenced": "Leads",
@@ -156,6 +170,9 @@ class View:
     def cell(self, scope: str, web: WebColumn) -> Value:
         column = web.column
         if column.derived:
+            inputs = _DERIVED_INPUTS.get(column.key, ())
+            if self.windowed and any(m not in self.series for m in inputs):
+                return None
             return derived_value(self.derived.get(scope, {}).get(column.key), column)
         return self.stored(scope, column.key)
 
@@ -188,7 +205,11 @@ def view(totals: Totals, window: Window | None, as_of: int) -> View:
 def build(name: str, totals: Totals, window: Window | None, as_of: int) -> dict[str, Any]:
     """Table `name` (one of `NAMES`) over `window` (None: all time), with the
     previous period's values when windowed (`previous` is the caller's window)."""
-    columns, rows = _table(name, view(totals, window, as_of))
+    if name == "goals":  # a goal counts over its own period; the window picks the goals
+        seen = replace(view(totals, None, as_of), window=window)
+    else:
+        seen = view(totals, window, as_of)
+    columns, rows = _table(name, seen)
     return {
         "name": name,
         "title": TITLES[name],
@@ -325,7 +346,8 @@ def goal_period(values: Mapping[str, int], metric: str) -> tuple[date, date] | N
 
 def _goals(v: View) -> tuple[Sequence[WebColumn], Rows]:
     """Every goal whose period overlaps the window (goals without a period always),
-    grouped by scope: partners first, then campaigns, then the rest."""
+    grouped by scope: partners first, then campaigns, then the rest.  Actual,
+    attainment and pace are the goal's own (`models.derived`), whatever the window."""
     rows: Rows = []
     order = ("partner", "campaign", "channel", "partners", "all")
     for scope in sorted(v.metrics, key=lambda s: (_rank(s, order), s)):
