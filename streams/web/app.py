@@ -141,6 +141,7 @@ def create_app(
         "/": _index,
         "/partner/{partner}": _partner,
         "/healthz": _healthz,
+        "/favicon.ico": _favicon,
         "/login": _login,
         "/api/periods": _periods,
         "/api/table": _table,
@@ -230,6 +231,11 @@ async def _index(request: web.Request) -> web.StreamResponse:
 async def _partner(request: web.Request) -> web.StreamResponse:
     """A partner's page; its script reads the partner from the path."""
     return web.FileResponse(STATIC_DIR / "partner.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    """Browsers ask for /favicon.ico whatever the page links; without it, a 404 on every load."""
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
 async def _healthz(request: web.Request) -> web.Response:
