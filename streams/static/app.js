@@ -271,13 +271,13 @@ function defaultBucket() {
   return days <= 45 ? "day" : days <= 200 ? "week" : "month";
 }
 
-async function renderSeries(partners, boxId = "series-chart") {
+async function renderSeries(partners) {
   const metric = document.getElementById("series-metric").value;
   const bucket = document.getElementById("series-bucket").value;
   const series = await Promise.all(partners.map((s) =>
     getJson(`/api/series?scope=${encodeURIComponent(s)}&metric=${encodeURIComponent(metric)}&bucket=${bucket}${windowQuery()}`)));
   const starts = [...new Set(series.flatMap((b) => (b ? b.points.map((p) => p[0]) : [])))].sort();
-  const box = document.getElementById(boxId);
+  const box = document.getElementById("series-chart");
   const isMoney = metric.endsWith("_arr");
   if (chart) { chart.destroy(); chart = null; }
   if (!starts.length || typeof uPlot === "undefined") {

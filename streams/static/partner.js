@@ -1,10 +1,26 @@
 // A partner's page (/partner/<id>): its funnel for the selected period and the
 // previous one, its trend, two-sided value, integrations, campaigns, goals and
-// credit explorer.  Loaded before app.js, whose functions it uses at run time.
+// credit explorer.  The server sends the overview's page for every path; on a
+// partner's path this script swaps the overview for the partner template before
+// app.js (loaded after it, whose functions it uses at run time) starts.
 "use strict";
 
-const PARTNER = decodeURIComponent(location.pathname.slice("/partner/".length).replace(/\/$/, ""));
+const PARTNER_PATH = location.pathname.startsWith("/partner/");
+const PARTNER = PARTNER_PATH ? decodeURIComponent(location.pathname.slice("/partner/".length).replace(/\/$/, "")) : null;
 const PARTNER_SCOPE = `partner:${PARTNER}`;
+
+// The partner template has slots for the overview's chart and credit sections,
+// which move over (one copy of their markup); the rest of the overview goes.
+if (PARTNER_PATH) {
+  const partner = document.getElementById("partner-page").content.cloneNode(true);
+  for (const slot of partner.querySelectorAll("[data-slot]")) {
+    const part = document.querySelector(`[data-part="${slot.dataset.slot}"]`);
+    const title = part.querySelector("[data-partner-title]");
+    if (title) title.textContent = title.dataset.partnerTitle;
+    slot.replaceWith(part);
+  }
+  document.getElementById("overview").replaceWith(partner);
+}
 
 // The NB/EX row of the partner, one metric per line: this period, the previous one, the change.
 function renderFunnel(table) {
@@ -34,7 +50,7 @@ function renderFunnel(table) {
   box.replaceChildren(grid, foot);
 }
 
-window.partnerPage = {
+const partnerPage = {
   async reload() {
     const only = { partner: PARTNER };
     const [nbex] = await Promise.all([
@@ -46,7 +62,7 @@ window.partnerPage = {
     ]);
     if (nbex) money = moneyFormat(nbex.currency);
     renderFunnel(nbex);
-    await renderSeries([PARTNER_SCOPE], "partner-chart");
+    await renderSeries([PARTNER_SCOPE]);
   },
   init() {
     document.getElementById("page-title").textContent = `Partner: ${PARTNER}`;
@@ -56,3 +72,5 @@ window.partnerPage = {
     renderCredits();
   },
 };
+
+if (PARTNER_PATH) window.partnerPage = partnerPage;

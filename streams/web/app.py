@@ -139,7 +139,7 @@ def create_app(
     app[_MAX_SSE] = max_sse_clients
     routes = {
         "/": _index,
-        "/partner/{partner}": _partner,
+        "/partner/{partner}": _index,
         "/healthz": _healthz,
         "/favicon.ico": _favicon,
         "/login": _login,
@@ -224,13 +224,8 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
-    """The overview page."""
+    """The page: the overview, or a partner's (its script reads the path)."""
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
-
-async def _partner(request: web.Request) -> web.StreamResponse:
-    """A partner's page; its script reads the partner from the path."""
-    return web.FileResponse(STATIC_DIR / "partner.html", headers={"Cache-Control": "no-cache"})
 
 
 async def _favicon(request: web.Request) -> web.StreamResponse:

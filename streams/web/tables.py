@@ -32,7 +32,7 @@ from models.events import EPOCH
 from models.output import render_value
 from models.partners import NameParser
 from models.periods import Window, split_point, window_totals
-from models.report import COHORT, DEPTHS, SCORECARD, Column, funnel, rate
+from models.report import COHORT, DEPTHS, GOALS, SCORECARD, Column, funnel, rate
 
 Value = int | float | str | None
 Totals = Mapping[MetricKey, int]
@@ -114,16 +114,7 @@ CAMPAIGN_COLUMNS: Final = _flat(
         rate("campaigns.roi", "ROI"),
     )
 )
-GOAL_COLUMNS: Final = _flat(
-    (
-        Column("metric", "Goal metric", "text"),
-        Column("period", "Goal period", "text"),
-        Column("target", "Target", "amount"),
-        Column("actual", "Actual", "amount"),
-        rate("goal.attainment", "Attainment"),
-        rate("goal.pace", "Pace"),
-    )
-)
+GOAL_COLUMNS: Final = _flat((GOALS[0], Column("period", "Goal period", "text"), *GOALS[1:]))
 DQ_COLUMNS: Final = _flat((Column("value", "Count"),))
 TITLES: Final = {
     "nbex": "New Business / Expansion by partner",

@@ -9,6 +9,7 @@ and driven by Playwright with the system's Chromium (`PP_CHROMIUM` or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -68,8 +69,9 @@ def stream() -> Run:
     return engine_run(SyntheticConfig(seed=21, leads=300, invalid=0.01, duplicates=0.02), 400)
 
 
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
+@contextlib.asynccontextmanager
+async def browser_page(width: int, height: int) -> AsyncIterator[Page]:
+    """A page of the system's headless Chromium (skips the test without one)."""
     binary = chromium()
     if binary is None:
         pytest.skip("no Chromium: apt-get install -y chromium (or set PP_CHROMIUM)")
@@ -78,9 +80,18 @@ async def page() -> AsyncIterator[Page]:
             executable_path=binary, headless=True, args=["--no-sandbox"]
         )
         try:
-            yield await browser.new_page(viewport={"width": 1400, "height": 1000})
+            context = await browser.new_context(
+                viewport={"width": width, "height": height}, accept_downloads=True
+            )
+            yield await context.new_page()
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    async with browser_page(1400, 1000) as fresh:
+        yield fresh
 
 
 async def displayed(page: Page) -> list[dict[str, str]]:

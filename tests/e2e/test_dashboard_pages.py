@@ -14,25 +14,18 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from models.contrib import Contribution
-from models.synthetic import SyntheticConfig
-from streams.web import serve
-from tests.e2e.test_dashboard_browser import chromium, shown_unit
-from tests.integration.engine_batches import Run, engine_run
-from tests.local_redis import scratch_sink
+from tests.e2e.test_dashboard_browser import browser_page, shown_unit, stream
+from tests.integration.web_client import Served, served
 
 pytestmark = pytest.mark.integration
 
-VIEWPORT = {"width": 1280, "height": 800}
 SLACK_DAYS = {
     "nb.leads.influenced@2026-02-10": 3,
     "nb.leads.influenced@2026-05-20": 4,
@@ -45,50 +38,20 @@ WINDOW = ("2026-01-01", "2026-06-30")
 """181 days; the previous period is the 181 days before: 2025-07-04 .. 2025-12-31."""
 
 
-@cache
-def stream() -> Run:
-    return engine_run(SyntheticConfig(seed=21, leads=300, invalid=0.01, duplicates=0.02), 400)
-
-
-@dataclass
-class Site:
-    url: str
-    http: aiohttp.ClientSession
-
-    async def json(self, path: str, **params: Any) -> Any:
-        async with self.http.get(self.url + path, params=params) as response:
-            assert response.status == 200, await response.text()
-            return await response.json()
-
-
 @pytest.fixture
-async def site() -> AsyncIterator[Site]:
-    async with scratch_sink() as sink:
+async def site() -> AsyncIterator[Served]:
+    async with served() as fresh:
         for batch in stream().batches:
-            await sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
+            await fresh.apply(batch)
         points = {("partner:slack", m): v for m, v in SLACK_DAYS.items()}
-        await sink.apply({"lead:handwritten": Contribution(points, {})}, [], {})
-        async with (
-            serve(sink.client, sink.keys.prefix, port=0) as url,
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        ):
-            yield Site(url, http)
+        await fresh.sink.apply({"lead:handwritten": Contribution(points, {})}, [], {})
+        yield fresh
 
 
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
-    binary = chromium()
-    if binary is None:
-        pytest.skip("no Chromium: apt-get install -y chromium (or set PP_CHROMIUM)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=binary, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True)  # type: ignore[arg-type]
-            yield await context.new_page()
-        finally:
-            await browser.close()
+    async with browser_page(1280, 800) as fresh:
+        yield fresh
 
 
 TOO_WIDE = """() => {
@@ -124,7 +87,7 @@ async def loaded(page: Page, url: str) -> None:
     ],
 )
 async def test_pages_fit_1280_pixels_and_every_request_succeeds(
-    site: Site, page: Page, path: str
+    site: Served, page: Page, path: str
 ) -> None:
     failed: list[str] = []
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
@@ -146,7 +109,7 @@ def csv_of(table: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-async def test_every_table_downloads_as_the_csv_of_its_json(site: Site, page: Page) -> None:
+async def test_every_table_downloads_as_the_csv_of_its_json(site: Served, page: Page) -> None:
     await loaded(page, site.url + f"?from={WINDOW[0]}&to={WINDOW[1]}")
     links = page.locator('[data-testid="csv"]')
     count = await links.count()
@@ -163,16 +126,16 @@ async def test_every_table_downloads_as_the_csv_of_its_json(site: Site, page: Pa
         lines = list(csv.reader(io.StringIO(text)))
         params = dict(p.split("=", 1) for p in href.split("?", 1)[1].split("&"))
         del params["format"]
-        table = await site.json("api/table", **params)
+        table = await site.get("api/table", **params)
         assert lines[1:] == csv_of(table), params["name"]
         assert len(lines[0]) == 1 + len(table["columns"]) * (2 if table["previous_window"] else 1)
         names.append(params["name"])
     assert {"nbex", "campaigns", "dq"} <= set(names)
 
 
-async def test_the_nbex_table_on_the_page_is_its_json(site: Site, page: Page) -> None:
+async def test_the_nbex_table_on_the_page_is_its_json(site: Served, page: Page) -> None:
     await loaded(page, site.url + f"?from={WINDOW[0]}&to={WINDOW[1]}")
-    table = await site.json("api/table", name="nbex", **{"from": WINDOW[0], "to": WINDOW[1]})
+    table = await site.get("api/table", name="nbex", **{"from": WINDOW[0], "to": WINDOW[1]})
     for row in table["rows"]:
         for column in table["columns"]:
             cell = page.locator(f'#nbex [data-testid="{row["key"]}|{column["key"]}"]')
@@ -189,7 +152,7 @@ def _js(value: float) -> str:
 
 
 async def test_partner_page_shows_the_apis_numbers_for_the_chosen_period(
-    site: Site, page: Page
+    site: Served, page: Page
 ) -> None:
     await loaded(page, site.url + "partner/slack")
     await page.select_option('[data-testid="period"]', "custom")
@@ -200,7 +163,7 @@ async def test_partner_page_shows_the_apis_numbers_for_the_chosen_period(
     assert page.url.endswith(f"partner/slack?from={WINDOW[0]}&to={WINDOW[1]}")
 
     window = {"from": WINDOW[0], "to": WINDOW[1]}
-    raw = await site.json("api/metrics", scope="partner:slack", **window)
+    raw = await site.get("api/metrics", scope="partner:slack", **window)
     now, before = raw["metrics"]["partner:slack"], raw["previous"]["metrics"]["partner:slack"]
     assert (now["nb.leads.influenced"], now["nb.cw.attributed_arr"], now["ex.s2.influenced"]) == (
         7,
@@ -216,14 +179,14 @@ async def test_partner_page_shows_the_apis_numbers_for_the_chosen_period(
     text = await page.inner_text('#funnel [data-testid="partner:slack|nb.cw.attributed_arr"]')
     assert text.startswith("$12,346")  # $12,345.67 in whole dollars
 
-    table = await site.json("api/table", name="performance", partner="slack", **window)
+    table = await site.get("api/table", name="performance", partner="slack", **window)
     (row,) = table["rows"]
     for key, value in row["values"].items():
         cell = page.locator(f'#performance [data-testid="partner:slack|{key}"]')
         assert await cell.get_attribute("data-value") == ("" if value is None else _js(value))
 
 
-async def test_a_partner_page_prints_on_one_clean_page(site: Site, page: Page) -> None:
+async def test_a_partner_page_prints_on_one_clean_page(site: Served, page: Page) -> None:
     await loaded(page, site.url + f"partner/slack?from={WINDOW[0]}&to={WINDOW[1]}")
     await page.emulate_media(media="print")
     for hidden in ("#period", "#live", '[data-testid="csv"]', "#subject"):

@@ -8,32 +8,23 @@ import re
 from collections.abc import AsyncIterator
 from fractions import Fraction
 
-import aiohttp
 import pytest
 
 from models.contrib import Contribution, CreditLine
-from sinks.redis_sink import RedisSink
-from streams.web import serve
-from tests.local_redis import scratch_sink
+from tests.integration.web_client import Served, served
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[tuple[RedisSink, str, aiohttp.ClientSession]]:
-    async with (
-        scratch_sink() as sink,
-        serve(sink.client, sink.keys.prefix, port=0) as url,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http,
-    ):
-        yield sink, url, http
+async def site() -> AsyncIterator[Served]:
+    async with served() as fresh:
+        yield fresh
 
 
 @pytest.mark.parametrize("page", ["", "partner/slack", "partner/a%20b"])
-async def test_every_resource_a_page_loads_exists(
-    site: tuple[RedisSink, str, aiohttp.ClientSession], page: str
-) -> None:
-    _, url, http = site
+async def test_every_resource_a_page_loads_exists(site: Served, page: str) -> None:
+    url, http = site.url, site.http
     async with http.get(url + page) as response:
         assert response.status == 200
         html = await response.text()
@@ -45,9 +36,9 @@ async def test_every_resource_a_page_loads_exists(
 
 
 async def test_credits_as_csv_and_subjects_of_one_partner(
-    site: tuple[RedisSink, str, aiohttp.ClientSession],
+    site: Served,
 ) -> None:
-    sink, url, http = site
+    sink, url, http = site.sink, site.url, site.http
     slack = ("all", "campaign:c1", "partner:slack")
     zoom = ("all", "campaign:c2", "partner:zoom")
     subjects = {

@@ -8,23 +8,19 @@ every expectation below is summed by hand from those points.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from models.contrib import Contribution
 from models.periods import Calendar
-from sinks.redis_sink import RedisSink
-from streams.web import Options, serve
-from tests.local_redis import scratch_sink
+from streams.web import Options
+from tests.integration.web_client import Served
+from tests.integration.web_client import served as served_with
 
 pytestmark = pytest.mark.integration
 
@@ -49,32 +45,14 @@ def contribution(scope: str, points: dict[str, int]) -> Contribution:
     return Contribution(metrics, {})
 
 
-@dataclass
-class Served:
-    sink: RedisSink
-    url: str
-    http: aiohttp.ClientSession
-
-    async def get(self, path: str, **params: Any) -> Any:
-        async with self.http.get(self.url + path, params=params) as response:
-            assert response.status == 200, await response.text()
-            if response.content_type == "text/csv":
-                return list(csv.reader(io.StringIO(await response.text())))
-            return await response.json()
-
-
 async def serving(calendar: Calendar) -> AsyncIterator[Served]:
-    async with (
-        scratch_sink() as sink,
-        serve(sink.client, sink.keys.prefix, port=0, options=Options(calendar=calendar)) as url,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-    ):
+    async with served_with(Options(calendar=calendar)) as site:
         subjects = {
             "lead:s": contribution("partner:slack", SLACK),
             "lead:z": contribution("partner:zoom", ZOOM),
         }
-        await sink.apply(subjects, [], {})
-        yield Served(sink, url, http)
+        await site.sink.apply(subjects, [], {})
+        yield site
 
 
 @pytest.fixture
