@@ -181,6 +181,11 @@ async function showTable(name, id = name, options = {}) {
   const table = await getJson(url);
   if (!table) return null;
   state.tables[name] = table;
+  if (table.window && table.previous_window) {
+    const [w, p] = [table.window, table.previous_window];
+    document.getElementById("window-note").textContent =
+      `${w.from} to ${w.to} (UTC days), compared with ${p.from} to ${p.to}`;
+  }
   state.currency = table.currency;
   money = moneyFormat(table.currency);
   const box = document.getElementById(id);
