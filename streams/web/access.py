@@ -50,9 +50,20 @@ class Access:
     @classmethod
     def from_settings(cls, settings: Settings, bind_host: str | None = None) -> Access:
         """`PP_WEB_TOKEN` and `PP_WEB_ALLOWED_HOSTS`, plus the address the server binds
-        (a browser that reaches it by that address must be let in)."""
+        (a browser that reaches it by that address must be let in).
+
+        Without a token only the loopback names may be allowed (ValueError
+        otherwise): a dashboard reachable from other machines needs a login,
+        whatever the container's port publishing says.
+        """
         token = settings.web_token.get_secret_value() if settings.web_token else None
-        return cls(token or None, settings.web_hosts).binding(bind_host)
+        hosts = settings.web_hosts
+        if not token and not hosts <= parse_hosts(LOOPBACK_NAMES):
+            raise ValueError(
+                "PP_WEB_ALLOWED_HOSTS names hosts beyond loopback: set PP_WEB_TOKEN too "
+                "(without a token the dashboard answers on loopback only)"
+            )
+        return cls(token or None, hosts).binding(bind_host)
 
     def binding(self, bind_host: str | None) -> Access:
         """This access with a specific bind address added to the allowed hosts."""

@@ -785,6 +785,10 @@ def main() -> None:
     if settings.redis_url is None:
         raise SystemExit("set PP_REDIS_URL to the Redis the workers write to")
     redis_url = settings.redis_url
+    try:
+        options = Options.from_settings(settings)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -792,7 +796,6 @@ def main() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         sink = settings.redis_sink(redis_url)
-        options = Options.from_settings(settings)
         try:
             async with serve(
                 sink.client, settings.key_prefix, settings.web_host, settings.web_port, options

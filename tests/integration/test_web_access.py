@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -114,6 +115,10 @@ async def test_a_foreign_host_header_is_421_token_or_not(
 
 
 async def test_allowed_hosts_come_from_the_settings(http: aiohttp.ClientSession) -> None:
+    with pytest.raises(ValueError, match="set PP_WEB_TOKEN"):
+        Access.from_settings(Settings(web_allowed_hosts="dash.example.com"))
+    with pytest.raises(ValueError, match="set PP_WEB_TOKEN"):
+        Access.from_settings(Settings(web_allowed_hosts="*", web_token=SecretStr("")))
     settings = Settings(web_allowed_hosts="dash.example.com, *", web_token=SecretStr(TOKEN))
     assert Access.from_settings(settings).hosts == {"dash.example.com", "*"}
     assert TOKEN not in repr(settings) and TOKEN not in str(settings.model_dump())
@@ -136,3 +141,16 @@ def test_the_dashboard_imports_no_worker_processing_or_embedded_code() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_dashboard_refuses_other_hosts_without_a_token() -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "PP_REDIS_URL": "redis://127.0.0.1:1/0",
+        "PP_WEB_ALLOWED_HOSTS": "dash.example.com",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.web"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "set PP_WEB_TOKEN" in result.stderr
