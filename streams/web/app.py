@@ -109,7 +109,14 @@ class Options:
         )
 
 
+TOTALS_TTL: Final = 1.0
+"""Seconds one full read of the totals serves the table requests that follow: the
+page asks for its eight tables at once, and again after every burst of changes.
+The page reloads 1.5 s after a change, later than this, so it never gets a read
+older than the change it follows."""
+
 _SINK: Final = web.AppKey("sink", RedisSink)
+_TOTALS: Final = web.AppKey[list[tuple[float, asyncio.Task[dict[MetricKey, int]]]]]("totals")
 _OPTIONS: Final = web.AppKey("options", Options)
 _SSE_TASKS: Final = web.AppKey[set[asyncio.Task[Any]]]("sse_tasks")
 _MAX_SSE: Final = web.AppKey("max_sse", int)
@@ -135,6 +142,7 @@ def create_app(
     app = web.Application(client_max_size=1024, middlewares=[_headers, guard, _read_only])
     app[_SINK] = RedisSink(redis, prefix=prefix, max_wait=read_wait)
     app[_OPTIONS] = options
+    app[_TOTALS] = []
     app[_SSE_TASKS] = set()
     app[_MAX_SSE] = max_sse_clients
     routes = {
@@ -307,7 +315,7 @@ async def _table(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text=f"name must be one of {', '.join(tables.NAMES)}")
     options = request.app[_OPTIONS]
     window = _window(request, options.calendar)
-    totals = await request.app[_SINK].read_metrics()
+    totals = await _totals(request.app)
     now = to_micros(datetime.now(UTC))
     table = tables.build(name, totals, window, now)
     partner = request.query.get("partner")
@@ -358,7 +366,7 @@ async def _metrics(request: web.Request) -> web.Response:
         return _json({"cursor": cursor, "metrics": metrics})
     cursor, points = await _read_points(sink, scopes, names)
     before = calendar.previous(window)
-    now, then = _nested(window_totals(points, window)), _nested(window_totals(points, before))
+    now, then = by_scope(window_totals(points, window)), by_scope(window_totals(points, before))
     if _wants_csv(request):
         changes = [
             (s, m, now.get(s, {}).get(m, 0), then.get(s, {}).get(m, 0))
@@ -403,18 +411,12 @@ async def _read_points(
     return cursor, points
 
 
-def _nested(totals: Mapping[MetricKey, int]) -> dict[str, dict[str, int]]:
-    """Windowed totals as scope -> metric -> value, without the series points."""
-    return by_scope(totals)
-
-
 async def _derived(request: web.Request) -> web.Response:
     """Rates and ratios of every scope (`models.derived`, as `report` computes them).
 
     Goal pace is as of now (wall clock), the moment a dashboard shows.
     """
-    sink = request.app[_SINK]
-    totals = await sink.read_metrics()
+    totals = await _totals(request.app)
     now = datetime.now(UTC)
     return _json({"as_of": now.isoformat(), "derived": derive(by_scope(totals), to_micros(now))})
 
@@ -647,6 +649,20 @@ async def _scan_scopes(sink: RedisSink) -> list[str]:
 
     scopes = await scan()
     return sorted(set(scopes), key=lambda s: (s != "all", s))
+
+
+async def _totals(app: web.Application) -> dict[MetricKey, int]:
+    """Every running total and series point (`RedisSink.read_metrics`: SCAN), shared by
+    the requests of the next `TOTALS_TTL` seconds: concurrent ones await the same read."""
+    cache = app[_TOTALS]
+    now = time.monotonic()
+    if (
+        not cache
+        or now - cache[0][0] > TOTALS_TTL
+        or (cache[0][1].done() and cache[0][1].exception() is not None)
+    ):
+        cache[:] = [(now, asyncio.ensure_future(app[_SINK].read_metrics()))]
+    return await asyncio.shield(cache[0][1])
 
 
 async def _read(sink: RedisSink, keys: Sequence[str]) -> tuple[str, list[dict[str, str]]]:
