@@ -324,7 +324,7 @@ async def _table(request: web.Request) -> web.StreamResponse:
     table["currency"] = options.currency
     table["window"] = _window_json(window)
     table["previous_window"] = None
-    if window is not None and name != "goals":  # goals: their own periods, no change
+    if window is not None and name not in tables.OWN_PERIODS:
         before = options.calendar.previous(window)
         previous = tables.build(name, totals, before, now)
         tables.with_previous(table, tables.only_partner(previous, partner) if partner else previous)

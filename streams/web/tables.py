@@ -127,6 +127,9 @@ TITLES: Final = {
     "dq": "Data quality",
 }
 NAMES: Final = tuple(TITLES)
+OWN_PERIODS: Final = frozenset({"goals", "dq"})
+"""Tables whose values do not depend on the window (so have no previous period): goals
+count over their own periods, data-quality counters have no series."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,7 @@ def view(totals: Totals, window: Window | None, as_of: int) -> View:
 def build(name: str, totals: Totals, window: Window | None, as_of: int) -> dict[str, Any]:
     """Table `name` (one of `NAMES`) over `window` (None: all time), with the
     previous period's values when windowed (`previous` is the caller's window)."""
-    if name == "goals":  # a goal counts over its own period; the window picks the goals
+    if name in OWN_PERIODS:  # all-time values; a window only picks which goals show
         seen = replace(view(totals, None, as_of), window=window)
     else:
         seen = view(totals, window, as_of)

@@ -244,3 +244,24 @@ async def test_periods_are_the_fiscal_calendar_around_today(february: Served) ->
     ytd = date.fromisoformat(presets["ytd"]["from"])
     assert ytd.month == 2 and ytd.day == 1 and ytd <= today
     assert presets["t12m"]["to"] == body["today"]
+
+
+async def test_goals_and_data_quality_do_not_depend_on_the_window(served: Served) -> None:
+    registry = Contribution(
+        {
+            ("all", "dq.late_events"): 3,
+            ("campaign:c", "goal.target:nb.leads.influenced"): 10,
+            ("campaign:c", "nb.leads.influenced"): 4,
+        },
+        {},
+    )
+    await served.sink.apply({"campaign:c": registry}, [], {})
+    for params in ({}, {"period": "2026Q3"}):
+        dq = await served.get("api/table", name="dq", **params)
+        assert dq["previous_window"] is None
+        rows = {row["key"]: row["values"]["value"] for row in dq["rows"]}
+        assert rows["dq.late_events"] == 3 and rows["dq.dead_letters"] == 0
+        goals = await served.get("api/table", name="goals", **params)
+        (goal,) = goals["rows"]  # no period: shown in every window, over the running total
+        assert goal["values"]["period"] == "no period (running total)"
+        assert (goal["values"]["actual"], goal["values"]["goal.attainment"]) == (4, 0.4)
