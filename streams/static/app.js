@@ -51,7 +51,7 @@ function format(unit, v, row) {
     case "days_delta": return `${v >= 0 ? "+" : ""}${v.toFixed(1)} d`;
     case "nps": return `${v >= 0 ? "+" : ""}${v.toFixed(0)}`;
     case "score": return v.toFixed(1);
-    case "amount": return /_arr$/.test((row && row.metric) || "") ? money.format(v) : count.format(v);
+    case "amount": return row && row.unit === "money" ? money.format(v) : count.format(v);
     default: return count.format(v);
   }
 }
@@ -131,7 +131,7 @@ function renderTable(table, options = {}) {
     thead.append(groups);
   }
   const heads = el("tr");
-  if (!options.groupBy) heads.append(el("th", {}, options.first || "partner"));
+  if (!options.groupBy) heads.append(el("th", {}, options.first ?? "partner"));
   for (const c of table.columns) heads.append(el("th", { class: c.unit === "text" ? "" : "num" }, c.label));
   thead.append(heads);
   grid.append(thead);

@@ -173,9 +173,14 @@ class View:
 
 def display(metric: str, raw: int) -> int | float:
     """A stored integer in display units (money: reporting currency, two decimals)."""
-    if metric.endswith(("_arr", ".spend", ".arr")):
+    if is_money(metric):
         return round(raw / 100, 2)
     return render_value(metric, raw)
+
+
+def is_money(metric: str) -> bool:
+    """Whether a stored metric is money (integer cents of the reporting currency)."""
+    return metric.endswith(("_arr", ".spend", ".arr"))
 
 
 def derived_value(value: float | None, column: Column) -> float | None:
@@ -306,8 +311,27 @@ def _dq(v: View) -> tuple[Sequence[WebColumn], Rows]:
     base = ["dq.dead_letters", "dq.campaign_name_invalid", "dq.duplicates_ignored"]
     base.append("dq.late_events")
     names = base + sorted(set(counters) - set(base))
-    rows = [{"key": m, "label": m, "values": {"value": counters.get(m, 0)}} for m in names]
+    rows = [
+        {"key": m, "label": _DQ_LABELS.get(m, m), "values": {"value": counters.get(m, 0)}}
+        for m in names
+    ]
     return DQ_COLUMNS, rows
+
+
+_DQ_LABELS: Final = {
+    "dq.dead_letters": "Dead letters (bad input, in partnerpulse.dlq)",
+    "dq.campaign_name_invalid": "Campaign names off the naming convention",
+    "dq.duplicates_ignored": "Duplicate events ignored",
+    "dq.late_events": "Late events (older than the newest of their key)",
+}
+
+
+def metric_label(metric: str) -> str:
+    """A metric's name as the page's columns call it (the raw name when no column does)."""
+    for column in (*NBEX, *CAMPAIGN_COLUMNS, *PIPELINE, *PERFORMANCE):
+        if column.column.key == metric:
+            return f"{column.group} {column.label}".strip()
+    return metric
 
 
 def _cohorts(v: View) -> tuple[Sequence[WebColumn], Rows]:
@@ -354,7 +378,8 @@ def _goals(v: View) -> tuple[Sequence[WebColumn], Rows]:
             if v.window_excludes(period):
                 continue
             row: dict[str, Value] = {
-                "metric": metric,
+                "metric": metric_label(metric),
+                "unit": "money" if is_money(metric) else "count",  # of target and actual
                 "period": _period_text(scope, period),
                 "target": display(metric, values[field]),
                 "actual": display(metric, values.get(metric, 0)),
