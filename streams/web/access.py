@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
@@ -30,11 +33,12 @@ from aiohttp.typedefs import Middleware
 
 from streams.settings import LOOPBACK_NAMES, Settings, parse_hosts
 
-__all__ = ["OPEN_PATHS", "Access", "access_middleware", "login"]
+__all__ = ["OPEN_PATHS", "Access", "access_middleware", "login", "login_form"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 COOKIE: Final = "pp_session"
+_LOGIN_PAGE: Final = Path(str(resources.files("streams").joinpath("static", "login.html")))
 OPEN_PATHS: Final = frozenset({"/healthz"})
 """Routes that need neither a token nor an allowed Host (a health probe carries neither)."""
 _WILDCARD_BINDS: Final = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (names, not a bind)
@@ -121,8 +125,11 @@ def access_middleware(
             return await handler(request)
         if not access.host_allowed(request.headers.get("Host")):
             raise web.HTTPMisdirectedRequest(text="this dashboard does not answer to that host")
+        # `Origin: null` is what a browser sends on a form POST under our
+        # `Referrer-Policy: no-referrer` (and from sandboxes): it names no other
+        # site, and the Host check above already applies.
         origin = request.headers.get("Origin")
-        if origin is not None and not access.host_allowed(_origin_host(origin)):
+        if origin not in (None, "null") and not access.host_allowed(_origin_host(origin)):
             raise web.HTTPForbidden(text="cross-origin request refused")
         if request.path == "/login" or access.authorized(request):
             return await handler(request)
@@ -131,23 +138,23 @@ def access_middleware(
     return check
 
 
-async def login(
-    request: web.Request, access: Access, unauthorized: Callable[[web.Request], web.Response]
-) -> web.StreamResponse:
-    """``POST /login`` (form field ``token``): the session cookie and a redirect to the page.
+async def login(request: web.Request, access: Access) -> web.StreamResponse:
+    """``POST /login`` (form fields ``token`` and ``next``): the session cookie and a
+    redirect to ``next`` (the page that asked for the login).
 
     A wrong token is a 401 with the form again; ``GET /login`` shows the form,
     or goes straight to the page when already authorized (or no token is set).
     """
     if access.token is None or (request.method == "GET" and access.authorized(request)):
-        return _to_page()
+        return _to("/")
     if request.method == "GET":
-        return unauthorized(request)
+        return login_form("/")
     form = await request.post()
-    given = form.get("token")
+    given, wanted = form.get("token"), form.get("next")
+    target = local_path(wanted if isinstance(wanted, str) else None)
     if not isinstance(given, str) or not hmac.compare_digest(given.encode(), access.token.encode()):
-        return unauthorized(request)
-    response = _to_page()
+        return login_form(target)
+    response = _to(target)
     response.set_cookie(
         COOKIE,
         access.session(),
@@ -159,5 +166,20 @@ async def login(
     return response
 
 
-def _to_page() -> web.Response:
-    return web.Response(status=303, headers={"Location": "/"})
+def login_form(target: str) -> web.Response:
+    """401 with the login form, which comes back to `target` after signing in."""
+    page = _LOGIN_PAGE.read_text(encoding="utf-8")
+    page = page.replace("{{next}}", html.escape(local_path(target), quote=True))
+    headers = {"WWW-Authenticate": 'Bearer realm="partnerpulse"', "Cache-Control": "no-store"}
+    return web.Response(text=page, status=401, content_type="text/html", headers=headers)
+
+
+def local_path(text: str | None) -> str:
+    """`text` when it is a path of this site, else ``/`` (never an open redirect)."""
+    if text and text.startswith("/") and not text.startswith("//") and "\\" not in text:
+        return text
+    return "/"
+
+
+def _to(path: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": path})

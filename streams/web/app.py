@@ -55,7 +55,7 @@ from sinks.keys import escape, glob_escape, unescape_named
 from sinks.redis_sink import RedisSink, SinkUnavailableError
 from streams.settings import Settings
 from streams.web import tables
-from streams.web.access import Access, access_middleware, login
+from streams.web.access import Access, access_middleware, login, login_form
 
 __all__ = ["STATIC_DIR", "Options", "create_app", "serve"]
 
@@ -248,15 +248,14 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _login(request: web.Request) -> web.StreamResponse:
-    return await login(request, request.app[_OPTIONS].access, _unauthorized)
+    return await login(request, request.app[_OPTIONS].access)
 
 
 def _unauthorized(request: web.Request) -> web.Response:
-    """401: the login form for a browser, JSON for anything else."""
-    headers = {"WWW-Authenticate": 'Bearer realm="partnerpulse"', "Cache-Control": "no-store"}
+    """401: the login form for a browser (back to this page after it), JSON otherwise."""
     if "text/html" in request.headers.get("Accept", ""):
-        page = (STATIC_DIR / "login.html").read_bytes()
-        return web.Response(body=page, status=401, content_type="text/html", headers=headers)
+        return login_form(request.path_qs)
+    headers = {"WWW-Authenticate": 'Bearer realm="partnerpulse"', "Cache-Control": "no-store"}
     body = orjson.dumps({"error": "unauthorized: send Authorization: Bearer <PP_WEB_TOKEN>"})
     return web.Response(body=body, status=401, content_type="application/json", headers=headers)
 

@@ -21,6 +21,8 @@ import pytest
 from playwright.async_api import Page
 
 from models.contrib import Contribution
+from streams.web import Options
+from streams.web.access import Access
 from tests.e2e.test_dashboard_browser import browser_page, shown_unit, stream
 from tests.integration.web_client import Served, served
 
@@ -194,3 +196,23 @@ async def test_a_partner_page_prints_on_one_clean_page(site: Served, page: Page)
     pdf = await page.pdf(format="A4", landscape=True, print_background=True)
     pages = len(re.findall(rb"/Type\s*/Page(?!s)", pdf))
     assert pages == 1, pages
+
+
+async def test_signing_in_with_the_token_opens_the_page_that_asked(page: Page) -> None:
+    token = "s3cret-for-the-browser"
+    async with served(Options(Access(token))) as locked:
+        response = await page.goto(locked.url + "partner/slack?period=ytd")
+        assert response is not None and response.status == 401
+        await page.fill('input[name="token"]', "wrong")
+        async with page.expect_navigation():
+            await page.click('button[type="submit"]')
+        assert page.url == locked.url + "login"  # the form again, after a 401
+        assert await page.locator('[data-testid="login-form"]').is_visible()
+        await page.fill('input[name="token"]', token)
+        await page.click('button[type="submit"]')
+        await page.wait_for_selector('[data-testid="live-status"].live', timeout=15_000)
+        assert page.url == locked.url + "partner/slack?period=ytd"
+        assert await page.inner_text('[data-testid="page-title"]') == "Partner: slack"
+        cookies = await page.context.cookies()
+        assert [c["name"] for c in cookies] == ["pp_session"] and cookies[0]["httpOnly"]
+        assert token not in cookies[0]["value"]

@@ -154,3 +154,23 @@ def test_the_dashboard_refuses_other_hosts_without_a_token() -> None:
     )
     assert result.returncode == 1
     assert "set PP_WEB_TOKEN" in result.stderr
+
+
+async def test_login_returns_to_the_page_that_asked_and_nowhere_else(
+    locked: str, http: aiohttp.ClientSession
+) -> None:
+    page = "partner/a&b?period=ytd"
+    async with http.get(locked + page, headers={"Accept": "text/html"}) as response:
+        assert response.status == 401
+        assert 'name="next" value="/partner/a&amp;b?period=ytd"' in await response.text()
+    for wanted, landing in (
+        ("/partner/a&b?period=ytd", "/partner/a&b?period=ytd"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+    ):
+        form = {"token": TOKEN, "next": wanted}
+        async with http.post(locked + "login", data=form, allow_redirects=False) as response:
+            assert (response.status, response.headers["Location"]) == (303, landing)
+    async with http.post(locked + "login", data={"token": "x", "next": "/api/dq"}) as wrong:
+        assert wrong.status == 401 and 'value="/api/dq"' in await wrong.text()
