@@ -99,6 +99,7 @@ def _flat(columns: Sequence[Column]) -> tuple[WebColumn, ...]:
 
 CAMPAIGN_COLUMNS: Final = _flat(
     (
+        Column("partner", "Partner", "text"),
         Column("campaigns.registrations", "Registrations"),
         Column("campaigns.attendees", "Attendees"),
         Column("campaigns.impressions", "Impressions"),
@@ -297,12 +298,15 @@ DEPTH: Final = _flat(tuple(Column(f"accounts.depth.{d}", f"{d} active") for d in
 
 
 def _campaigns(v: View) -> tuple[Sequence[WebColumn], Rows]:
-    """Every campaign, most influenced leads first."""
+    """Every campaign, most influenced leads first, with the partner its name names."""
     scopes = sorted(
         _scopes(v, "campaign"),
         key=lambda s: (-v.metrics.get(s, {}).get("nb.leads.influenced", 0), s),
     )
-    return CAMPAIGN_COLUMNS, _rows(v, scopes, CAMPAIGN_COLUMNS)
+    rows = _rows(v, scopes, CAMPAIGN_COLUMNS)
+    for row in rows:
+        row["values"]["partner"] = partner_of(row["key"]) or ""
+    return CAMPAIGN_COLUMNS, rows
 
 
 def _dq(v: View) -> tuple[Sequence[WebColumn], Rows]:
