@@ -61,13 +61,8 @@ def infrastructure(settings: Settings) -> Iterator[tuple[Settings, Endpoints]]:
 
 
 def sink_for(settings: Settings, redis_url: str, max_wait: float | None = None) -> RedisSink:
-    """The Redis sink for `settings`; `max_wait` None retries an outage forever."""
-    return RedisSink.from_url(
-        redis_url,
-        prefix=settings.key_prefix,
-        max_wait=max_wait,
-        client_options=settings.redis_client_options(),
-    )
+    """The Redis sink for `settings` (`Settings.redis_sink`)."""
+    return settings.redis_sink(redis_url, max_wait)
 
 
 def run_worker(settings: Settings, endpoints: Endpoints) -> None:

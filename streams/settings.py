@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_serializer, model_validator
@@ -21,7 +21,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.config import EngineConfig
 from models.events import INPUT_TOPICS
 from models.parse import DEFAULT_MAX_BYTES
-from sinks.redis_sink import redact_url
+from sinks.redis_sink import RedisSink, redact_url
+
+LOOPBACK_NAMES: Final = "localhost,127.0.0.1,::1"
+"""The dashboard's default Host allow-list: the loopback names (DNS-rebinding defence)."""
+
+
+def parse_hosts(text: str) -> frozenset[str]:
+    """A comma-separated host list as lower-case names (IPv6 brackets removed)."""
+    names = (h.strip().lower().strip("[]") for h in text.split(","))
+    return frozenset(h for h in names if h)
 
 
 class Settings(BaseSettings):
@@ -69,6 +78,14 @@ class Settings(BaseSettings):
     mapping: Literal["contact-role", "account"] = "contact-role"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
+    web_token: SecretStr | None = Field(
+        default=None,
+        description="Dashboard access token (bearer header or login form); unset = no login",
+    )
+    web_allowed_hosts: str = Field(
+        default=LOOPBACK_NAMES,
+        description="Comma-separated host names the dashboard answers to (Host/Origin); * = any",
+    )
     session_timeout: float = Field(default=10.0, gt=0)
 
     # --- periods (SPEC §4.1) ---
@@ -124,6 +141,24 @@ class Settings(BaseSettings):
             options["ssl_certfile"] = self.redis_tls_cert
             options["ssl_keyfile"] = self.redis_tls_key
         return options
+
+    @property
+    def web_hosts(self) -> frozenset[str]:
+        """`web_allowed_hosts` as lower-case names (brackets of IPv6 literals removed)."""
+        return parse_hosts(self.web_allowed_hosts)
+
+    def redis_sink(self, redis_url: str, max_wait: float | None = None) -> RedisSink:
+        """The Redis sink for these settings; `max_wait` None retries an outage forever.
+
+        The one place a Redis client is built (worker, replay, demo, dashboard),
+        so every one of them gets the AUTH password and TLS files.
+        """
+        return RedisSink.from_url(
+            redis_url,
+            prefix=self.key_prefix,
+            max_wait=max_wait,
+            client_options=self.redis_client_options(),
+        )
 
     def topic(self, name: str) -> str:
         """The broker-side name of one of our topics."""

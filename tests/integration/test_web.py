@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
-from typing import Any
 
 import aiohttp
 import orjson
@@ -19,10 +17,9 @@ import pytest
 
 from models.subject import Contribution, CreditLine
 from models.synthetic import SyntheticConfig
-from sinks.redis_sink import RedisSink
-from streams.web import serve
-from tests.integration.engine_batches import Batch, Run, engine_run
-from tests.local_redis import scratch_sink
+from tests.integration.engine_batches import Run, engine_run
+from tests.integration.web_client import Served
+from tests.integration.web_client import served as serving
 
 pytestmark = pytest.mark.integration
 
@@ -32,29 +29,10 @@ def stream() -> Run:
     return engine_run(SyntheticConfig(seed=11, leads=150, invalid=0.01, duplicates=0.02), 250)
 
 
-@dataclass
-class Served:
-    sink: RedisSink
-    url: str
-    http: aiohttp.ClientSession
-
-    async def get(self, path: str, **params: Any) -> Any:
-        async with self.http.get(self.url + path, params=params) as response:
-            assert response.status == 200, await response.text()
-            return await response.json()
-
-    async def apply(self, batch: Batch) -> Any:
-        return await self.sink.apply(batch.contributions, batch.dead_letters, batch.offsets)
-
-
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    async with (
-        scratch_sink() as sink,
-        serve(sink.client, sink.keys.prefix, port=0) as url,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-    ):
-        yield Served(sink, url, http)
+    async with serving() as fresh:
+        yield fresh
 
 
 async def test_metrics_scopes_dq_and_credits_equal_the_engine(served: Served) -> None:

@@ -18,17 +18,24 @@ trimmed away, it gets a ``reset`` event and reloads the snapshot.
 Every key part built from a request (scope, subject, metric) goes through
 `sinks.keys` escaping, exactly as the sink builds them, so a request can only
 name keys of the shapes below its prefix.  See docs/api.md.
+
+Who may connect (Host allow-list, optional token) is `streams.web.access`;
+the tables the page shows, with their CSV, are `streams.web.tables`.  This
+process imports no worker, processing or embedded-broker code: it only reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -40,14 +47,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from models.contrib import MetricKey
 from models.derived import by_scope, derive
 from models.events import to_micros
+from models.periods import Bucket, Calendar, Window, bucketed, series_point, window_totals
 from sinks.keys import escape, glob_escape, unescape_named
 from sinks.redis_sink import RedisSink, SinkUnavailableError
-from streams.runtime import sink_for
 from streams.settings import Settings
+from streams.web import tables
+from streams.web.access import Access, access_middleware, login, login_form
 
-__all__ = ["STATIC_DIR", "create_app", "serve"]
+__all__ = ["STATIC_DIR", "Options", "create_app", "serve"]
 
 STATIC_DIR: Final = Path(str(resources.files("streams").joinpath("static")))
 
@@ -65,14 +75,49 @@ _ENTRY_ID: Final = re.compile(r"\d{1,20}-\d{1,20}")
 _SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
 
+_BUCKETS: Final = ("day", "week", "month", "quarter")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the dashboard needs beside Redis: who may connect, the fiscal calendar
+    (periods, quarters) and the reporting currency (money's unit in tables)."""
+
+    access: Access = field(default_factory=Access)
+    calendar: Calendar = field(default_factory=Calendar)
+    currency: str = "USD"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bind_host: str | None = None) -> Options:
+        """The options `PP_*` settings give (`bind_host`: the address served on).
+
+        `PP_FISCAL_YEAR_START` is read here only: `Settings.fiscal_year_start`
+        when the settings have it, else January.
+        """
+        start = int(getattr(settings, "fiscal_year_start", 1))
+        return cls(
+            Access.from_settings(settings, bind_host),
+            Calendar(start),
+            settings.engine.reporting_currency,
+        )
+
+
+TOTALS_TTL: Final = 1.0
+"""Seconds one full read of the totals serves the table requests that follow: the
+page asks for its eight tables at once, and again after every burst of changes.
+The page reloads 1.5 s after a change, later than this, so it never gets a read
+older than the change it follows."""
+
 _SINK: Final = web.AppKey("sink", RedisSink)
+_TOTALS: Final = web.AppKey[list[tuple[float, asyncio.Task[dict[MetricKey, int]]]]]("totals")
+_OPTIONS: Final = web.AppKey("options", Options)
 _SSE_TASKS: Final = web.AppKey[set[asyncio.Task[Any]]]("sse_tasks")
 _MAX_SSE: Final = web.AppKey("max_sse", int)
 
@@ -80,19 +125,34 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
-    redis: Redis, prefix: str, *, max_sse_clients: int = 64, read_wait: float = READ_WAIT
+    redis: Redis,
+    prefix: str,
+    *,
+    options: Options | None = None,
+    max_sse_clients: int = 64,
+    read_wait: float = READ_WAIT,
 ) -> web.Application:
     """The dashboard application on `redis` under key `prefix` (e.g. ``pp:``).
 
     `redis` must use a socket timeout longer than `SSE_BLOCK_MS` (the sink's
     clients use 30 s).  The caller owns it and closes it.
     """
-    app = web.Application(client_max_size=1024, middlewares=[_headers, _read_only])
+    options = options or Options()
+    guard = access_middleware(options.access, _unauthorized)
+    app = web.Application(client_max_size=1024, middlewares=[_headers, guard, _read_only])
     app[_SINK] = RedisSink(redis, prefix=prefix, max_wait=read_wait)
+    app[_OPTIONS] = options
+    app[_TOTALS] = []
     app[_SSE_TASKS] = set()
     app[_MAX_SSE] = max_sse_clients
     routes = {
         "/": _index,
+        "/partner/{partner}": _index,
+        "/healthz": _healthz,
+        "/favicon.ico": _favicon,
+        "/login": _login,
+        "/api/periods": _periods,
+        "/api/table": _table,
         "/api/scopes": _scopes,
         "/api/metrics": _metrics,
         "/api/derived": _derived,
@@ -106,6 +166,7 @@ def create_app(
     }
     for path, handler in routes.items():
         app.router.add_get(path, handler, allow_head=False)
+    app.router.add_post("/login", _login)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False, append_version=False)
     app.on_shutdown.append(_close_event_streams)
     return app
@@ -113,16 +174,23 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def serve(
-    redis: Redis, prefix: str, host: str = "127.0.0.1", port: int = 6066
+    redis: Redis,
+    prefix: str,
+    host: str = "127.0.0.1",
+    port: int = 6066,
+    options: Options | None = None,
 ) -> AsyncIterator[str]:
     """Run the dashboard until the block exits; yields its URL.
 
-    Loopback by default: the data is commercial, and there is no
-    authentication.  Port 0 picks a free port (the URL tells which).
-    aiohttp's defaults cap the request line and each header at 8190 bytes
-    and the number of headers at 128; `create_app` caps bodies at 1 KiB.
+    Loopback by default: the data is commercial.  `options` None: no token,
+    the loopback names (and `host`) allowed, a January fiscal year.  Port 0
+    picks a free port (the URL tells which).  aiohttp's defaults cap the
+    request line and each header at 8190 bytes and the number of headers at
+    128; `create_app` caps bodies at 1 KiB.
     """
-    runner = web.AppRunner(create_app(redis, prefix), shutdown_timeout=2.0)
+    options = options or Options()
+    options = Options(options.access.binding(host), options.calendar, options.currency)
+    runner = web.AppRunner(create_app(redis, prefix, options=options), shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -139,8 +207,8 @@ async def serve(
 
 @web.middleware
 async def _read_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Only GET exists: answer 405 to anything else before it reaches a route."""
-    if request.method != "GET":
+    """Only GET exists (and the login form's POST): 405 to anything else before routing."""
+    if request.method != "GET" and (request.method, request.path) != ("POST", "/login"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     return await handler(request)
 
@@ -164,7 +232,105 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
+    """The page: the overview, or a partner's (its script reads the path)."""
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    """Browsers ask for /favicon.ico whatever the page links; without it, a 404 on every load."""
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """Liveness for probes: 200 when Redis answers (503 otherwise); no data, no token."""
+    await request.app[_SINK].client.ping()
+    return _json({"status": "ok"})
+
+
+async def _login(request: web.Request) -> web.StreamResponse:
+    return await login(request, request.app[_OPTIONS].access)
+
+
+def _unauthorized(request: web.Request) -> web.Response:
+    """401: the login form for a browser (back to this page after it), JSON otherwise."""
+    if "text/html" in request.headers.get("Accept", ""):
+        return login_form(request.path_qs)
+    headers = {"WWW-Authenticate": 'Bearer realm="partnerpulse"', "Cache-Control": "no-store"}
+    body = orjson.dumps({"error": "unauthorized: send Authorization: Bearer <PP_WEB_TOKEN>"})
+    return web.Response(body=body, status=401, content_type="application/json", headers=headers)
+
+
+async def _periods(request: web.Request) -> web.Response:
+    """The period selector's presets, computed with the fiscal calendar (so the
+    browser never re-implements it), each with the period it is compared with."""
+    calendar = request.app[_OPTIONS].calendar
+    today = datetime.now(UTC).date()
+    presets: list[dict[str, Any]] = [
+        {"id": "all", "label": "All time", "from": None, "to": None, "previous": None}
+    ]
+    for key, label, window in _presets(calendar, today):
+        before = calendar.previous(window)
+        presets.append(
+            {
+                "id": key,
+                "label": label,
+                "from": window.first.isoformat(),
+                "to": window.last.isoformat(),
+                "previous": {"from": before.first.isoformat(), "to": before.last.isoformat()},
+            }
+        )
+    return _json(
+        {"today": today.isoformat(), "fiscal_year_start": calendar.start_month, "presets": presets}
+    )
+
+
+def _presets(calendar: Calendar, today: date) -> list[tuple[str, str, Window]]:
+    """This quarter, last quarter, quarter to date, year to date, trailing 12 months."""
+    quarter = calendar.quarter_of(today)
+    last = calendar.previous(quarter)
+    fiscal_year, number = calendar.fiscal_quarter(today)
+    last_year, last_number = calendar.fiscal_quarter(last.first)
+    try:
+        year_ago = today.replace(year=today.year - 1)
+    except ValueError:  # 29 February
+        year_ago = today.replace(year=today.year - 1, day=28)
+    return [
+        ("this_quarter", f"This quarter ({fiscal_year}Q{number})", quarter),
+        ("last_quarter", f"Last quarter ({last_year}Q{last_number})", last),
+        ("qtd", "Quarter to date", Window(quarter.first, today)),
+        ("ytd", f"Year to date (FY{fiscal_year})", Window(calendar.year(fiscal_year).first, today)),
+        ("t12m", "Trailing 12 months", Window(year_ago + timedelta(days=1), today)),
+    ]
+
+
+async def _table(request: web.Request) -> web.StreamResponse:
+    """One of the page's tables (`streams.web.tables`) over a window, as JSON or CSV.
+
+    Windowed, each row also carries the previous period's values
+    (`Calendar.previous`).  Reads every metrics and series hash (SCAN).
+    """
+    name = request.query.get("name", "")
+    if name not in tables.NAMES:
+        raise web.HTTPBadRequest(text=f"name must be one of {', '.join(tables.NAMES)}")
+    options = request.app[_OPTIONS]
+    window = _window(request, options.calendar)
+    totals = await _totals(request.app)
+    now = to_micros(datetime.now(UTC))
+    table = tables.build(name, totals, window, now)
+    partner = request.query.get("partner")
+    if partner:
+        tables.only_partner(table, _name(partner, "partner"))
+    table["currency"] = options.currency
+    table["window"] = _window_json(window)
+    table["previous_window"] = None
+    if window is not None and name not in tables.OWN_PERIODS:
+        before = options.calendar.previous(window)
+        previous = tables.build(name, totals, before, now)
+        tables.with_previous(table, tables.only_partner(previous, partner) if partner else previous)
+        table["previous_window"] = _window_json(before)
+    if _wants_csv(request):
+        return _csv_response(tables.to_csv(table), name)
+    return _json(table)
 
 
 async def _scopes(request: web.Request) -> web.Response:
@@ -182,15 +348,66 @@ async def _metrics(request: web.Request) -> web.Response:
     an entry already reflected is harmless (entries carry absolute values).
     """
     sink = request.app[_SINK]
+    calendar = request.app[_OPTIONS].calendar
+    window = _window(request, calendar)
     asked = [_name(v, "scope") for v in request.query.getall("scope", [])]
-    cursor = await _last_entry_id(sink)
+    names = [_name(v, "metric") for v in request.query.getall("metric", [])]
     scopes = asked or await _scan_scopes(sink)
-    hashes = await _hgetall_many(sink, [sink.keys.metrics(s) for s in scopes])
-    metrics = {
-        s: {m: _number(v) for m, v in sorted(h.items())}
-        for s, h in zip(scopes, hashes, strict=True)
+    if window is None:
+        cursor, hashes = await _read(sink, [sink.keys.metrics(s) for s in scopes])
+        metrics = {
+            s: {m: _number(v) for m, v in sorted(h.items()) if not names or m in names}
+            for s, h in zip(scopes, hashes, strict=True)
+        }
+        if _wants_csv(request):
+            rows = [(s, m, v) for s, h in metrics.items() for m, v in h.items()]
+            return _csv_response(_csv(("scope", "metric", "value"), rows), "metrics")
+        return _json({"cursor": cursor, "metrics": metrics})
+    cursor, points = await _read_points(sink, scopes, names)
+    before = calendar.previous(window)
+    now, then = by_scope(window_totals(points, window)), by_scope(window_totals(points, before))
+    if _wants_csv(request):
+        changes = [
+            (s, m, now.get(s, {}).get(m, 0), then.get(s, {}).get(m, 0))
+            for s in scopes
+            for m in sorted(set(now.get(s, {})) | set(then.get(s, {})))
+        ]
+        return _csv_response(_csv(("scope", "metric", "value", "previous"), changes), "metrics")
+    return _json(
+        {
+            "cursor": cursor,
+            "window": _window_json(window),
+            "metrics": {s: now.get(s, {}) for s in scopes},
+            "previous": {
+                "window": _window_json(before),
+                "metrics": {s: then.get(s, {}) for s in scopes},
+            },
+        }
+    )
+
+
+async def _read_points(
+    sink: RedisSink, scopes: Sequence[str], names: Sequence[str]
+) -> tuple[str, dict[MetricKey, int]]:
+    """The changes cursor and every daily point of `names` (else of the metrics the
+    scopes hold) as ``(scope, "<metric>@<day>") -> value``.
+
+    With `names` given it is one pipelined round trip whatever the number of
+    scopes and metrics; without, the scopes' totals are read first to learn
+    which metrics they have.
+    """
+    if names:
+        pairs = [(s, m) for s in scopes for m in names]
+    else:
+        _, hashes = await _read(sink, [sink.keys.metrics(s) for s in scopes])
+        pairs = [(s, m) for s, h in zip(scopes, hashes, strict=True) for m in sorted(h)]
+    cursor, series = await _read(sink, [sink.keys.series(s, m) for s, m in pairs])
+    points = {
+        (s, series_point(m, day)): int(v)
+        for (s, m), days in zip(pairs, series, strict=True)
+        for day, v in days.items()
     }
-    return _json({"cursor": cursor, "metrics": metrics})
+    return cursor, points
 
 
 async def _derived(request: web.Request) -> web.Response:
@@ -198,20 +415,37 @@ async def _derived(request: web.Request) -> web.Response:
 
     Goal pace is as of now (wall clock), the moment a dashboard shows.
     """
-    sink = request.app[_SINK]
-    totals = await sink.read_metrics()
+    totals = await _totals(request.app)
     now = datetime.now(UTC)
     return _json({"as_of": now.isoformat(), "derived": derive(by_scope(totals), to_micros(now))})
 
 
 async def _series(request: web.Request) -> web.Response:
-    """Daily series ``<prefix>d:<scope>:<metric>`` (day -> value), ordered by day."""
+    """Series ``<prefix>d:<scope>:<metric>`` summed per bucket (first day of each),
+    within the window if one is asked for, ordered by day."""
     sink = request.app[_SINK]
+    calendar = request.app[_OPTIONS].calendar
     scope = _name(_required(request, "scope"), "scope")
     metric = _name(_required(request, "metric"), "metric")
-    raw = await sink.client.hgetall(sink.keys.series(scope, metric))
-    points = sorted((_text(day), _number(_text(v))) for day, v in raw.items())
-    return _json({"scope": scope, "metric": metric, "points": [list(p) for p in points]})
+    bucket = request.query.get("bucket", "day")
+    if bucket not in _BUCKETS:
+        raise web.HTTPBadRequest(text=f"bucket must be one of {', '.join(_BUCKETS)}")
+    window = _window(request, calendar)
+    raw = _decode(await sink.client.hgetall(sink.keys.series(scope, metric)))
+    size: Bucket = bucket  # type: ignore[assignment]  # checked against _BUCKETS above
+    summed = bucketed(((d, int(v)) for d, v in raw.items()), calendar, size, window)
+    points = [[day, value] for day, value in summed.items()]
+    if _wants_csv(request):
+        return _csv_response(_csv((bucket, metric), points), "series")
+    return _json(
+        {
+            "scope": scope,
+            "metric": metric,
+            "bucket": bucket,
+            "window": _window_json(window),
+            "points": points,
+        }
+    )
 
 
 async def _leaderboard(request: web.Request) -> web.Response:
@@ -229,23 +463,42 @@ async def _leaderboard(request: web.Request) -> web.Response:
 
 
 async def _subjects(request: web.Request) -> web.Response:
-    """Up to ``limit`` subjects of one kind that have a credit breakdown (unordered)."""
+    """Up to ``limit`` subjects of one kind that have a credit breakdown (unordered);
+    with ``partner=<id>``, only those where a touchpoint of that partner has credit."""
     sink = request.app[_SINK]
     kind = request.query.get("kind", "opportunity")
     if kind not in {"opportunity", "lead"}:
         raise web.HTTPBadRequest(text="kind must be opportunity or lead")
     limit = _limit(request, 50)
+    partner = request.query.get("partner")
+    scope = f"partner:{_name(partner, 'partner')}" if partner else None
     pattern = glob_escape(sink.keys.credit_prefix + kind + ":") + "*"
 
     async def scan() -> list[str]:
         found: list[str] = []
+        chunk: list[str] = []
         async for key in sink.client.scan_iter(match=pattern, count=1000):
-            found.append(sink.keys.subject_of(_text(key)))
+            chunk.append(_text(key))
+            if scope is None or len(chunk) >= 200:
+                found += await _credited(sink, chunk, scope)
+                chunk = []
             if len(found) >= limit:
-                break
-        return found
+                return found[:limit]
+        return (found + await _credited(sink, chunk, scope))[:limit]
 
     return _json({"kind": kind, "subjects": sorted(await scan())})
+
+
+async def _credited(sink: RedisSink, keys: list[str], scope: str | None) -> list[str]:
+    """The subjects of credit `keys` where `scope` has a touchpoint (None: all of them)."""
+    if scope is None or not keys:
+        return [sink.keys.subject_of(k) for k in keys]
+    _, hashes = await _read(sink, keys)
+    return [
+        sink.keys.subject_of(key)
+        for key, lines in zip(keys, hashes, strict=True)
+        if any(scope in orjson.loads(line)["scopes"] for line in lines.values())
+    ]
 
 
 async def _credits(request: web.Request) -> web.Response:
@@ -253,7 +506,7 @@ async def _credits(request: web.Request) -> web.Response:
     sink = request.app[_SINK]
     subject = _name(_required(request, "subject"), "subject")
     lines = await sink.read_credit_lines(subject)
-    touchpoints = [
+    touchpoints: list[dict[str, Any]] = [
         {
             "touch": touch,
             "credit": f"{line.credit.numerator}/{line.credit.denominator}",
@@ -265,6 +518,13 @@ async def _credits(request: web.Request) -> web.Response:
         }
         for touch, line in sorted(lines.items(), key=lambda kv: (kv[1].ts, kv[0]))
     ]
+    if _wants_csv(request):
+        head = ("touch", "credit", "share", "units", "positions", "scopes", "ts")
+        rows = [
+            [tp[h] if not isinstance(tp[h], list) else " ".join(tp[h]) for h in head]
+            for tp in touchpoints
+        ]
+        return _csv_response(_csv(head, rows), "credits")
     return _json({"subject": subject, "touchpoints": touchpoints})
 
 
@@ -390,12 +650,81 @@ async def _scan_scopes(sink: RedisSink) -> list[str]:
     return sorted(set(scopes), key=lambda s: (s != "all", s))
 
 
-async def _hgetall_many(sink: RedisSink, keys: list[str]) -> list[dict[str, str]]:
+async def _totals(app: web.Application) -> dict[MetricKey, int]:
+    """Every running total and series point (`RedisSink.read_metrics`: SCAN), shared by
+    the requests of the next `TOTALS_TTL` seconds: concurrent ones await the same read."""
+    cache = app[_TOTALS]
+    now = time.monotonic()
+    if (
+        not cache
+        or now - cache[0][0] > TOTALS_TTL
+        or (cache[0][1].done() and cache[0][1].exception() is not None)
+    ):
+        cache[:] = [(now, asyncio.ensure_future(app[_SINK].read_metrics()))]
+    return await asyncio.shield(cache[0][1])
+
+
+async def _read(sink: RedisSink, keys: Sequence[str]) -> tuple[str, list[dict[str, str]]]:
+    """The changes cursor, then every hash of `keys`: one pipelined round trip.
+
+    The cursor is read first in the pipeline (commands run in order), so
+    following the stream from it misses nothing that the hashes lack.
+    """
     async with sink.client.pipeline(transaction=False) as pipe:
+        pipe.xrevrange(sink.keys.changes, count=1)
         for key in keys:
             pipe.hgetall(key)
-        replies = await pipe.execute()
-    return [_decode(r) for r in replies]
+        rows, *replies = await pipe.execute()
+    return (_text(rows[0][0]) if rows else "0-0"), [_decode(r) for r in replies]
+
+
+def _window(request: web.Request, calendar: Calendar) -> Window | None:
+    """``period=2026Q3`` (or a month, a year), or ``from=`` and ``to=`` (inclusive
+    ISO days); neither: None (all time)."""
+    period, first, last = (request.query.get(k) for k in ("period", "from", "to"))
+    try:
+        if period:
+            return calendar.period(period)
+        if first and last:
+            return Window(date.fromisoformat(first), date.fromisoformat(last))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    if first or last:
+        raise web.HTTPBadRequest(text="give both from and to (inclusive days), or period")
+    return None
+
+
+def _window_json(window: Window | None) -> dict[str, str] | None:
+    if window is None:
+        return None
+    return {"from": window.first.isoformat(), "to": window.last.isoformat()}
+
+
+def _wants_csv(request: web.Request) -> bool:
+    fmt = request.query.get("format", "json")
+    if fmt not in {"json", "csv"}:
+        raise web.HTTPBadRequest(text="format must be json or csv")
+    return fmt == "csv"
+
+
+def _csv(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(head)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _csv_response(text: str, name: str) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="partnerpulse-{name}.csv"',
+        },
+    )
 
 
 def _required(request: web.Request, name: str) -> str:
@@ -464,22 +793,27 @@ def main() -> None:
     """``python -m streams.web``: the dashboard alone (the compose file's service).
 
     Reads ``PP_REDIS_URL`` (required), ``PP_REDIS_PASSWORD``, ``PP_KEY_PREFIX``,
-    ``PP_WEB_HOST`` and ``PP_WEB_PORT``; runs until SIGINT or SIGTERM.
+    ``PP_WEB_HOST``, ``PP_WEB_PORT``, ``PP_WEB_TOKEN`` and
+    ``PP_WEB_ALLOWED_HOSTS``; runs until SIGINT or SIGTERM.
     """
     settings = Settings()
     if settings.redis_url is None:
         raise SystemExit("set PP_REDIS_URL to the Redis the workers write to")
     redis_url = settings.redis_url
+    try:
+        options = Options.from_settings(settings)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        sink = sink_for(settings, redis_url)
+        sink = settings.redis_sink(redis_url)
         try:
             async with serve(
-                sink.client, settings.key_prefix, settings.web_host, settings.web_port
+                sink.client, settings.key_prefix, settings.web_host, settings.web_port, options
             ) as url:
                 print(f"dashboard: {url}", flush=True)
                 await stop.wait()
@@ -487,7 +821,3 @@ def main() -> None:
             await sink.close()
 
     asyncio.run(run())
-
-
-if __name__ == "__main__":
-    main()
