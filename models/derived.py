@@ -39,14 +39,20 @@ def by_scope(totals: Mapping[MetricKey, int]) -> dict[str, dict[str, int]]:
     return out
 
 
-def derive(metrics: Mapping[str, ScopeMetrics], as_of: int) -> dict[str, Derived]:
+def derive(
+    metrics: Mapping[str, ScopeMetrics],
+    as_of: int,
+    goals: Mapping[str, Mapping[str, GoalProgress]] | None = None,
+) -> dict[str, Derived]:
     """Every derived metric of every scope; `as_of` (event-time microseconds) dates goal pace.
 
     `metrics` is `by_scope` of the totals, series points included: goal
     attainment and pace need the goal campaigns' series (`goal_progress`).
+    A reader that shows `metrics` through a window passes the `goals` it
+    measured on the full totals instead.
     """
     everyone = metrics.get("all", {})
-    goals = goal_progress(metrics, as_of)
+    goals = goal_progress(metrics, as_of) if goals is None else goals
     out: dict[str, Derived] = {}
     for scope, values in metrics.items():
         derived: Derived = {}
@@ -153,7 +159,7 @@ def goal_progress(
     goal's period (the running total when the goal has no period); a scope
     above campaigns sums its goal campaigns' targets and actuals.  With a
     `window`, only goals whose period overlaps it count (a goal without a
-    period belongs to no window).  One function for `report`, `recompute`
+    period counts in every window, over its running total).  One function for `report`, `recompute`
     and the dashboard API, so they cannot disagree.
     """
     today = as_of / DAY_US
@@ -198,11 +204,11 @@ def _day(text: str) -> int:
 
 
 def overlaps(period: tuple[float, float] | None, window: Window | None) -> bool:
-    """Whether a goal counts in `window` (every goal counts without a window)."""
-    if window is None:
+    """Whether a goal is listed for `window`: its period overlaps it.  A goal
+    without a period is measured against the running total and stays in view
+    whatever the window (a standing goal is never out of season)."""
+    if window is None or period is None:
         return True
-    if period is None:
-        return False
     return period[0] <= day_number(window.last) and day_number(window.first) < period[1]
 
 

@@ -222,6 +222,11 @@ def window_totals(metrics: Mapping[MetricKey, int], window: Window | None) -> di
     return {key: value for key, value in out.items() if value}
 
 
+def without_points(metrics: Mapping[MetricKey, int]) -> dict[MetricKey, int]:
+    """The running totals alone: `metrics` less its series points."""
+    return {key: value for key, value in metrics.items() if SERIES_MARK not in key[1]}
+
+
 def bucketed(
     points: Iterable[tuple[str, int]], calendar: Calendar, size: Bucket, window: Window | None
 ) -> dict[str, int]:

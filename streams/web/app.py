@@ -47,10 +47,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from models.contrib import MetricKey
 from models.derived import by_scope, derive
 from models.events import to_micros
-from models.periods import Bucket, Calendar, Window, bucketed, series_point, window_totals
+from models.periods import (
+    Bucket,
+    Calendar,
+    Window,
+    bucketed,
+    series_point,
+    window_totals,
+    without_points,
+)
+from models.subject import MetricKey
 from sinks.keys import escape, glob_escape, unescape_named
 from sinks.redis_sink import RedisSink, SinkUnavailableError
 from streams.settings import Settings
@@ -365,7 +373,7 @@ async def _metrics(request: web.Request) -> web.Response:
         return _json({"cursor": cursor, "metrics": metrics})
     cursor, points = await _read_points(sink, scopes, names)
     before = calendar.previous(window)
-    now, then = by_scope(window_totals(points, window)), by_scope(window_totals(points, before))
+    now, then = (by_scope(without_points(window_totals(points, w))) for w in (window, before))
     if _wants_csv(request):
         changes = [
             (s, m, now.get(s, {}).get(m, 0), then.get(s, {}).get(m, 0))

@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 from models.config import EngineConfig
-from models.contrib import MetricKey
-from models.derived import by_scope, derive
+from models.derived import GoalProgress, by_scope, campaign_goal, derive, goal_progress
 from models.events import EPOCH
 from models.output import render_value
 from models.partners import NameParser
-from models.periods import Window, split_point, window_totals
+from models.periods import Window, split_point, window_totals, without_points
 from models.report import COHORT, DEPTHS, GOALS, SCORECARD, Column, funnel, rate
+from models.subject import MetricKey
 
 Value = int | float | str | None
 Totals = Mapping[MetricKey, int]
@@ -144,16 +145,14 @@ class View:
     window: Window | None
     scopes: frozenset[str]
     """Every scope of the totals: a row stays (with zeros) in a window where it had nothing."""
+    goals: Mapping[str, Mapping[str, GoalProgress]]
+    """Scope → goal metric → progress, of the goals whose period overlaps the window."""
+    goal_periods: Mapping[str, Mapping[str, tuple[float, float] | None]]
+    """A campaign's goal period per metric, in day numbers [start, end)."""
 
     @property
     def windowed(self) -> bool:
         return self.window is not None
-
-    def window_excludes(self, period: tuple[date, date] | None) -> bool:
-        """Whether a goal period lies wholly outside the window (no period: never)."""
-        if self.window is None or period is None:
-            return False
-        return period[1] < self.window.first or period[0] > self.window.last
 
     def stored(self, scope: str, key: str) -> Value:
         """A stored metric in display units; None when a window cannot know it."""
@@ -189,26 +188,36 @@ def derived_value(value: float | None, column: Column) -> float | None:
     return round(value / 100, 2) if value is not None and column.unit == "cents" else value
 
 
-def view(totals: Totals, window: Window | None, as_of: int) -> View:
-    """`totals` (running totals and series points) as seen through `window`."""
+def view(totals: Totals, window: Window | None, as_of: int, *, windowed: bool = True) -> View:
+    """`totals` (running totals and series points) as seen through `window`.
+
+    Goals are measured on the full totals, each over its own period, and
+    listed when their period overlaps `window`; `windowed` False keeps the
+    other values all-time (a table whose values have no window).
+    """
     series = frozenset(split_point(m)[0] for _, m in totals if split_point(m)[1] is not None)
-    if window is None:
-        seen = {k: v for k, v in totals.items() if split_point(k[1])[1] is None}
+    if window is None or not windowed:
+        seen = without_points(totals)
     else:
-        seen = {k: v for k, v in window_totals(totals, window).items() if "@" not in k[1]}
+        seen = without_points(window_totals(totals, window))
         seen.update({k: v for k, v in totals.items() if k[1].startswith(LEVELS)})
     metrics = by_scope(seen)
+    full = by_scope(totals)
+    goals = goal_progress(full, as_of, window)
+    periods = {
+        scope: {metric: campaign_goal(full[scope], metric).period for metric in progress}
+        for scope, progress in goals.items()
+        if scope.startswith("campaign:")
+    }
     scopes = frozenset(scope for scope, _ in totals)
-    return View(metrics, derive(metrics, as_of), series, window, scopes)
+    derived = derive(metrics, as_of, goal_progress(full, as_of))
+    return View(metrics, derived, series, window if windowed else None, scopes, goals, periods)
 
 
 def build(name: str, totals: Totals, window: Window | None, as_of: int) -> dict[str, Any]:
     """Table `name` (one of `NAMES`) over `window` (None: all time), with the
     previous period's values when windowed (`previous` is the caller's window)."""
-    if name in OWN_PERIODS:  # all-time values; a window only picks which goals show
-        seen = replace(view(totals, None, as_of), window=window)
-    else:
-        seen = view(totals, window, as_of)
+    seen = view(totals, window, as_of, windowed=name not in OWN_PERIODS)
     columns, rows = _table(name, seen)
     return {
         "name": name,
@@ -351,56 +360,37 @@ def _cohorts(v: View) -> tuple[Sequence[WebColumn], Rows]:
     return columns, rows
 
 
-def goal_period(values: Mapping[str, int], metric: str) -> tuple[date, date] | None:
-    """The goal's period (first and last day); None when the goal has none.
-
-    A scope above campaigns stores target-weighted sums of its goals' day
-    numbers, so this is their target-weighted mean: exact for a campaign.
-    """
-    target = values.get(f"goal.target:{metric}", 0)
-    if not target or f"goal.start:{metric}" not in values:
-        return None
-    start = values[f"goal.start:{metric}"] // target
-    end = -(-values.get(f"goal.end:{metric}", 0) // target) - 1  # exclusive end day
-    first = EPOCH.date() + timedelta(days=start)
-    return first, max(first, EPOCH.date() + timedelta(days=end))
-
-
 def _goals(v: View) -> tuple[Sequence[WebColumn], Rows]:
-    """Every goal whose period overlaps the window (goals without a period always),
-    grouped by scope: partners first, then campaigns, then the rest.  Actual,
-    attainment and pace are the goal's own (`models.derived`), whatever the window."""
+    """Every goal whose period overlaps the window (all goals without one), grouped
+    by scope: partners first, then campaigns, then the rest.  Actual, attainment
+    and pace are the goal's own (`models.derived.goal_progress`: each campaign's
+    goal over its own period), whatever the window."""
     rows: Rows = []
     order = ("partner", "campaign", "channel", "partners", "all")
-    for scope in sorted(v.metrics, key=lambda s: (_rank(s, order), s)):
-        values, derived = v.metrics[scope], v.derived.get(scope, {})
-        for field in sorted(values):
-            kind, _, metric = field.partition(":")
-            if kind != "goal.target" or not values[field]:
-                continue
-            period = goal_period(values, metric)
-            if v.window_excludes(period):
-                continue
+    for scope in sorted(v.goals, key=lambda s: (_rank(s, order), s)):
+        for metric, progress in sorted(v.goals[scope].items()):
             row: dict[str, Value] = {
                 "metric": metric_label(metric),
                 "unit": "money" if is_money(metric) else "count",  # of target and actual
-                "period": _period_text(scope, period),
-                "target": display(metric, values[field]),
-                "actual": display(metric, values.get(metric, 0)),
-                "goal.attainment": derived.get(f"goal.attainment:{metric}"),
-                "goal.pace": derived.get(f"goal.pace:{metric}"),
+                "period": _period_text(v.goal_periods.get(scope, {}).get(metric), progress),
+                "target": display(metric, progress.target),
+                "actual": display(metric, progress.actual),
+                "goal.attainment": progress.attainment,
+                "goal.pace": progress.pace if progress.paced else None,
             }
             rows.append({"key": f"{scope}|{metric}", "label": scope, "values": row})
     return GOAL_COLUMNS, rows
 
 
-def _period_text(scope: str, period: tuple[date, date] | None) -> str:
+def _period_text(period: tuple[float, float] | None, progress: GoalProgress) -> str:
     """A campaign's goal period; above campaigns, each goal counts over its own period."""
-    if period is None:
-        return "no period (running total)"
-    if not scope.startswith("campaign:"):
+    if period is not None:
+        start, end = math.floor(period[0]), math.ceil(period[1])  # [start, end) in days
+        first = EPOCH.date() + timedelta(days=start)
+        return f"{first} to {EPOCH.date() + timedelta(days=max(start, end - 1))}"
+    if len(progress.campaigns) > 1 or progress.paced:
         return "each campaign goal's own period"
-    return f"{period[0]} to {period[1]}"
+    return "no period (running total)"
 
 
 def _rank(scope: str, order: Sequence[str]) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from models.contrib import Contribution
+from models.subject import Contribution
 from streams.web import Options
 from streams.web.access import Access
 from tests.e2e.test_dashboard_browser import browser_page, shown_unit, stream

@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from models.contrib import Contribution, CreditLine
+from models.subject import Contribution, CreditLine
 from tests.integration.web_client import Served, served
 
 pytestmark = pytest.mark.integration

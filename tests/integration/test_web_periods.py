@@ -16,8 +16,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from models.contrib import Contribution
+from models.derived import goal_member
 from models.periods import Calendar
+from models.subject import Contribution
 from streams.web import Options
 from tests.integration.web_client import Served
 from tests.integration.web_client import served as served_with
@@ -251,6 +252,7 @@ async def test_goals_and_data_quality_do_not_depend_on_the_window(served: Served
         {
             ("all", "dq.late_events"): 3,
             ("campaign:c", "goal.target:nb.leads.influenced"): 10,
+            ("campaign:c", goal_member("nb.leads.influenced", "c")): 10,
             ("campaign:c", "nb.leads.influenced"): 4,
         },
         {},
