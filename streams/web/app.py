@@ -104,15 +104,10 @@ class Options:
 
     @classmethod
     def from_settings(cls, settings: Settings, bind_host: str | None = None) -> Options:
-        """The options `PP_*` settings give (`bind_host`: the address served on).
-
-        `PP_FISCAL_YEAR_START` is read here only: `Settings.fiscal_year_start`
-        when the settings have it, else January.
-        """
-        start = int(getattr(settings, "fiscal_year_start", 1))
+        """The options `PP_*` settings give (`bind_host`: the address served on)."""
         return cls(
             Access.from_settings(settings, bind_host),
-            Calendar(start),
+            Calendar(settings.fiscal_year_start),
             settings.engine.reporting_currency,
         )
 
