@@ -49,8 +49,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
+from models.periods import Calendar, Window
+
 __all__ = [
     "PARTNERS",
+    "DEFAULT_START",
     "Partner",
     "SyntheticConfig",
     "generate",
@@ -58,6 +61,8 @@ __all__ = [
 
 DAY: Final = 86_400
 HOUR: Final = 3_600
+DEFAULT_START: Final = date(2026, 1, 1)
+"""A fixed first day, so a seed alone pins the output (`generate --start` moves it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +72,18 @@ class SyntheticConfig:
     seed: int
     leads: int = 1000
     accounts: int | None = None
-    start: date = date(2026, 1, 1)
+    start: date = DEFAULT_START
     days: int = 180
     duplicates: float = 0.0
     shuffle: float = 0.0
     invalid: float = 0.0
     currencies: tuple[str, ...] = ("USD", "EUR", "GBP")
+    fiscal_start_month: int = 1
+    """Month fiscal years start in: the quarters in campaign names follow it (SPEC §4.1)."""
+    goals_from_outcomes: bool = False
+    """Quarterly goals whose targets are the world's own outcomes over the quarter
+    (x0.75-1.35), so attainment and pace look like a real team's; else
+    independent random targets over the campaigns' windows."""
 
     def __post_init__(self) -> None:
         if self.leads < 0:
@@ -210,6 +221,7 @@ class _Campaign:
     registry_partner: str | None
     start: int  # active window, seconds from the start of the stream
     end: int
+    period: Window | None = None  # the period in the name (None off-convention)
     registered: bool = False
     clicks: int = 0
 
@@ -269,6 +281,7 @@ class _World:
             ]
         )
         self.base = datetime(config.start.year, config.start.month, config.start.day, tzinfo=UTC)
+        self.calendar = Calendar(config.fiscal_start_month)
 
     # helpers
 
@@ -346,7 +359,8 @@ class _World:
             start, end = self.window(channel)
             begin = self.cfg.start + timedelta(seconds=start)
             if rng.random() < 0.5:
-                period = f"{begin.year}Q{(begin.month - 1) // 3 + 1}"
+                fiscal_year, quarter = self.calendar.fiscal_quarter(begin)
+                period = f"{fiscal_year}Q{quarter}"
             else:
                 period = f"{begin.year}-{begin.month:02d}"
             slug = rng.choice(_SLUGS[channel])
@@ -372,7 +386,16 @@ class _World:
             elif partner is None and i in co_marketing:
                 registry_partner = self.partner()
             self.campaigns.append(
-                _Campaign(name, channel, program, partner, registry_partner, start, end)
+                _Campaign(
+                    name,
+                    channel,
+                    program,
+                    partner,
+                    registry_partner,
+                    start,
+                    end,
+                    self.calendar.period(period),
+                )
             )
         for name, channel, registry_partner in _OFF_CONVENTION:
             start, end = self.window(channel)
@@ -817,6 +840,7 @@ class _World:
             "evt": (("nb.leads.influenced", 30, 150), ("nb.cw.influenced", 2, 10)),
             "": (("nb.leads.influenced", 20, 100),),
         }
+        outcomes = _Outcomes.of(self.events) if self.cfg.goals_from_outcomes else None
         for c in self.campaigns:
             low, high = _SPEND[c.channel]
             spend = rng.uniform(low, high) * self.scale
@@ -827,12 +851,10 @@ class _World:
                 fields["spend"] = self.money(spend)
                 if rng.random() < 0.9:
                     metric, lo, hi = rng.choice(goals[c.program])
-                    target = max(1, round(rng.uniform(lo, hi) * self.scale))
-                    goal: dict[str, object] = {"metric": metric, "target": target}
-                    if rng.random() < 0.8:
-                        goal["period_start"] = self.iso(c.start)
-                        goal["period_end"] = self.iso(c.end)
-                    fields["goal"] = goal
+                    if outcomes is None:
+                        fields["goal"] = self.window_goal(c, metric, lo, hi)
+                    else:
+                        fields["goal"] = self.quarterly_goal(c, metric, outcomes)
                 self.emit(max(0.0, c.start - rng.uniform(1, 10) * DAY), "campaign", fields)
                 if rng.random() < 0.25:  # budget top-up mid-flight; the later entry rules
                     update = dict(fields)
@@ -858,6 +880,88 @@ class _World:
                     {"campaign": c.name, "impressions": last_i, "clicks": last_c},
                 )
                 t += 7 * DAY
+
+    def window_goal(self, c: _Campaign, metric: str, low: int, high: int) -> dict[str, object]:
+        """A target drawn from the programme's usual range, mostly over the campaign's window."""
+        target = max(1, round(self.rng.uniform(low, high) * self.scale))
+        goal: dict[str, object] = {"metric": metric, "target": target}
+        if self.rng.random() < 0.8:
+            goal["period_start"] = self.iso(c.start)
+            goal["period_end"] = self.iso(c.end)
+        return goal
+
+    def quarterly_goal(self, c: _Campaign, metric: str, outcomes: _Outcomes) -> dict[str, object]:
+        """A goal over the fiscal quarter the campaign starts in, its target what the
+        campaign achieves there give or take a third (teams set goals they can
+        nearly meet).  The period is the one in the name when that is the quarter
+        (half the time), else explicit in the registry entry (SPEC §4.1)."""
+        quarter = self.calendar.quarter_of((self.base + timedelta(seconds=c.start)).date())
+        first = (quarter.first - self.cfg.start).days * DAY
+        last = (quarter.last - self.cfg.start).days * DAY + DAY - 1
+        actual = outcomes.actual(c.name, metric, first, last)
+        goal: dict[str, object] = {
+            "metric": metric,
+            "target": max(1, round(actual * self.rng.uniform(0.75, 1.35))),
+        }
+        if c.period != quarter or self.rng.random() < 0.5:
+            goal["period_start"] = self.iso(first)
+            goal["period_end"] = self.iso(last)
+        return goal
+
+
+_REACHED_S2: Final = frozenset({"S2", "S3", "S4", "S5", "closed_won"})
+
+
+@dataclass(slots=True)
+class _Outcomes:
+    """What the world produced, to set goals against: every new-business
+    conversion's moment (seconds), its leads and ARR, and each lead's first touch
+    per campaign.  It approximates the engine's influence rule (a touch of the
+    campaign at or before the moment; no lookback, no eligibility subtleties),
+    which is close enough for a plausible target."""
+
+    moments: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> subject -> t
+    leads_of: dict[str, list[str]] = field(default_factory=dict)  # opportunity -> leads
+    arr_cents: dict[str, float] = field(default_factory=dict)  # opportunity -> current ARR, USD
+    first_touch: dict[tuple[str, str], int] = field(default_factory=dict)  # (campaign, lead)
+
+    @classmethod
+    def of(cls, events: list[tuple[int, int, str, dict[str, object]]]) -> _Outcomes:
+        out = cls()
+        kinds = {"lead_created": "leads", "mql": "mqls"}
+        for t, _, type_, f in sorted(events, key=lambda e: (e[0], e[1])):
+            if type_ == "touch":
+                out.first_touch.setdefault((str(f["campaign"]).lower(), str(f["lead_id"])), t)
+            elif type_ in kinds:
+                out.moments.setdefault(kinds[type_], {}).setdefault(str(f["lead_id"]), t)
+            elif type_ == "opportunity_created" and f["business"] == "new_business":
+                opp = str(f["opportunity_id"])
+                leads = f["lead_ids"]
+                assert isinstance(leads, list)
+                out.leads_of[opp] = [str(lead) for lead in leads]
+                rate = _RATES_TO_USD.get(str(f.get("currency", "USD")), 1.0)
+                out.arr_cents[opp] = float(str(f["arr"])) * rate * 100
+            elif type_ == "opportunity_stage" and str(f["opportunity_id"]) in out.leads_of:
+                opp = str(f["opportunity_id"])
+                if f["stage"] in _REACHED_S2:
+                    out.moments.setdefault("s2", {}).setdefault(opp, t)
+                if f["stage"] == "closed_won":
+                    out.moments.setdefault("cw", {}).setdefault(opp, t)
+        return out
+
+    def actual(self, campaign: str, metric: str, first: int, last: int) -> float:
+        """`metric` (an `nb.<kind>.influenced[_arr]` goal metric) of `campaign` over
+        the conversions whose moment falls in `[first, last]`."""
+        kind = metric.split(".")[1]
+        name = campaign.lower()
+        total = 0.0
+        for subject, moment in self.moments.get(kind, {}).items():
+            if not first <= moment <= last:
+                continue
+            leads = self.leads_of.get(subject, [subject])
+            if any(self.first_touch.get((name, lead), moment + 1) <= moment for lead in leads):
+                total += self.arr_cents[subject] if metric.endswith("_arr") else 1
+        return total
 
 
 def _cumulative(weights: list[float]) -> list[float]:
