@@ -52,8 +52,8 @@ from typing import Final
 from models.periods import Calendar, Window
 
 __all__ = [
-    "PARTNERS",
     "DEFAULT_START",
+    "PARTNERS",
     "Partner",
     "SyntheticConfig",
     "generate",

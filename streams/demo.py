@@ -1,11 +1,20 @@
 """`partnerpulse demo`: broker, one worker, a steady event feed and the dashboard, live.
 
-The feed never ends: `demo_stream` plays one synthetic world
-(`models.synthetic`) after another, each *epoch* a fresh seed whose event time
-starts where the previous one ended and whose ids carry an epoch prefix, so
-leads, opportunities and events never collide and the metrics keep growing.
-Each epoch is already in event-time order (a little shuffled, with a few
-duplicates and malformed lines, so the data-quality counters move too).
+The demo lives in the present, so "this quarter", "quarter to date" and goal
+pace show something.  Its feed has two parts:
+
+- the *history*: one synthetic world (`models.synthetic`) from about six
+  months ago to the end of the current fiscal quarter, with quarterly goals
+  set against what the world achieves, of which only what happened by now is
+  sent, at once (ids prefixed ``h-``);
+- the *live* feed: one fresh world (*epoch*) after another, ids prefixed
+  ``r<epoch>-``, stamped with the wall clock as each event is sent, so it
+  arrives in real time.  Its touches land on the history's running campaigns
+  (and its own registry entries and stats are left out), so live activity
+  moves the current quarter's goals as a real team's pipeline would.
+
+Both carry a few duplicates and malformed lines, and the history a little
+shuffling, so the data-quality counters move too.
 
 It runs as an isolated `replay_run` (its own topics, consumer group and Redis
 key prefix, removed on exit unless kept), so a demo never mixes with other
@@ -17,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import signal
 import webbrowser
-from collections.abc import Iterable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import orjson
@@ -29,54 +40,148 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from models.config import DEFAULT_NAMING
+from models.periods import Calendar
 from models.synthetic import SyntheticConfig, generate
 from streams.runtime import ReplayRun, destination, input_producer, replay_run, sink_for
 from streams.settings import Settings
 from streams.web import serve
 
-__all__ = ["Progress", "applied_count", "demo_stream", "epoch_events", "run_demo"]
+__all__ = [
+    "Progress",
+    "applied_count",
+    "demo_feed",
+    "history_events",
+    "live_stream",
+    "run_demo",
+]
 
+Clock = Callable[[], datetime]
 EPOCH_LEADS: Final = 1000
 EPOCH_DAYS: Final = 60
-START: Final = date(2026, 1, 1)
+HISTORY_DAYS: Final = 183
+"""About six months: two whole quarters before the current one, and more."""
+RUNNING_DAYS: Final = 14
+"""History campaigns touched in their last this many days are running: live touches go there."""
 ID_FIELDS: Final = ("event_id", "lead_id", "opportunity_id", "account_id", "referral_id")
-"""Fields naming a subject or event: prefixed per epoch (campaigns and partners are shared)."""
+"""Fields naming a subject or event: prefixed per world (campaigns and partners are shared)."""
 TICK: Final = 0.05
+_NAMING: Final = re.compile(DEFAULT_NAMING)
 
 
-def epoch_events(seed: int, epoch: int) -> list[bytes]:
-    """One epoch of the feed: a synthetic world with its ids prefixed ``r<epoch>-``."""
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _renamed(item: dict[str, object] | str, tag: str) -> dict[str, object] | str:
+    """`item` with its ids prefixed by `tag` (malformed lines pass through as they are)."""
+    if isinstance(item, str):
+        return item
+    for name in ID_FIELDS:
+        if isinstance(item.get(name), str):
+            item[name] = tag + str(item[name])
+    leads = item.get("lead_ids")
+    if isinstance(leads, list):
+        item["lead_ids"] = [tag + str(lead) for lead in leads]
+    return item
+
+
+def _encode(item: dict[str, object] | str) -> bytes:
+    return item.encode() if isinstance(item, str) else orjson.dumps(item)
+
+
+def history_events(seed: int, now: datetime, calendar: Calendar) -> list[dict[str, object] | str]:
+    """What happened in the last `HISTORY_DAYS` days up to `now` (inclusive).
+
+    The world runs on to the end of the current fiscal quarter, so that its
+    goals are set against whole quarters (`goals_from_outcomes`); only what
+    happened by `now` is kept, so current-quarter goals are part way there.
+    """
+    start = now.date() - timedelta(days=HISTORY_DAYS)
+    days = (calendar.quarter_of(now.date()).last - start).days + 1
     config = SyntheticConfig(
-        seed=seed + epoch,
-        leads=EPOCH_LEADS,
-        days=EPOCH_DAYS,
-        start=START + timedelta(days=EPOCH_DAYS * epoch),
+        seed=seed,
+        leads=round(days * EPOCH_LEADS / EPOCH_DAYS),
+        days=days,
+        start=start,
         duplicates=0.01,
         shuffle=0.02,
         invalid=0.002,
+        fiscal_start_month=calendar.start_month,
+        goals_from_outcomes=True,
     )
-    tag = f"r{epoch}-"
-    out = []
-    for item in generate(config):
-        if isinstance(item, str):  # a malformed line: sent as is, to be dead-lettered
-            out.append(item.encode())
-            continue
-        for name in ID_FIELDS:
-            if isinstance(item.get(name), str):
-                item[name] = tag + str(item[name])
-        leads = item.get("lead_ids")
-        if isinstance(leads, list):
-            item["lead_ids"] = [tag + str(lead) for lead in leads]
-        out.append(orjson.dumps(item))
-    return out
+    return [
+        _renamed(item, "h-")
+        for item in generate(config)
+        if isinstance(item, str) or datetime.fromisoformat(str(item["occurred_at"])) <= now
+    ]
 
 
-def demo_stream(seed: int) -> Iterator[bytes]:
-    """Epoch after epoch, forever."""
-    epoch = 0
-    while True:
-        yield from epoch_events(seed, epoch)
-        epoch += 1
+def running_campaigns(history: Iterable[dict[str, object] | str]) -> dict[str | None, list[str]]:
+    """The history's campaigns touched in its last `RUNNING_DAYS` days, by the
+    partner in their name (None: none or off-convention), each list sorted."""
+    touches = [i for i in history if isinstance(i, dict) and i["type"] == "touch"]
+    if not touches:
+        return {}
+    last = max(datetime.fromisoformat(str(t["occurred_at"])) for t in touches)
+    since = last - timedelta(days=RUNNING_DAYS)
+    out: dict[str | None, set[str]] = {}
+    for touch in touches:
+        if datetime.fromisoformat(str(touch["occurred_at"])) >= since:
+            name = str(touch["campaign"]).strip().lower()
+            out.setdefault(_partner_in(name), set()).add(name)
+    return {partner: sorted(names) for partner, names in out.items()}
+
+
+def _partner_in(name: str) -> str | None:
+    match = _NAMING.match(name)
+    return match["partner"] if match and match["partner"] != "none" else None
+
+
+def _running(campaign: str, running: Mapping[str | None, list[str]]) -> str:
+    """The running history campaign a live touch of `campaign` lands on: one of
+    the same partner's when it has one, chosen by the name (stable across epochs)."""
+    name = campaign.strip().lower()
+    pool = running.get(_partner_in(name)) or [n for names in running.values() for n in names]
+    return pool[zlib.crc32(name.encode()) % len(pool)] if pool else campaign
+
+
+def live_stream(
+    seed: int, clock: Clock, running: Mapping[str | None, list[str]]
+) -> Iterator[bytes]:
+    """Epoch after epoch, forever, each event stamped with `clock()` as it is taken.
+
+    A duplicate keeps the stamp of the first delivery (same content); registry
+    entries and stats of the epoch's own campaigns are left out (the history's
+    stay in force) and its touches go to the `running` campaigns.
+    """
+    for epoch in itertools.count():
+        stamps: dict[object, str] = {}
+        config = SyntheticConfig(
+            seed=seed + epoch,
+            leads=EPOCH_LEADS,
+            days=EPOCH_DAYS,
+            start=clock().date(),
+            duplicates=0.01,
+            invalid=0.002,
+        )
+        for item in (_renamed(i, f"r{epoch}-") for i in generate(config)):
+            if isinstance(item, dict):
+                if item["type"] in ("campaign", "campaign_stats"):
+                    continue
+                if item["type"] == "touch":
+                    item["campaign"] = _running(str(item["campaign"]), running)
+                item["occurred_at"] = stamps.setdefault(item["event_id"], clock().isoformat())
+            yield _encode(item)
+
+
+def demo_feed(
+    seed: int, clock: Clock = wall_clock, calendar: Calendar | None = None
+) -> tuple[list[bytes], Iterator[bytes]]:
+    """The history up to `clock()` (to send at once) and the live stream after it."""
+    history = history_events(seed, clock(), calendar or Calendar())
+    live = live_stream(seed + 1, clock, running_campaigns(history))
+    return [_encode(item) for item in history], live
 
 
 @dataclass
@@ -106,15 +211,21 @@ def applied_count(offsets: Mapping[tuple[str, int], int], topics: Iterable[str])
 
 
 async def feed(
-    settings: Settings, bootstrap: str, lines: Iterator[bytes], rate: float, progress: Progress
+    settings: Settings,
+    bootstrap: str,
+    lines: Iterator[bytes],
+    rate: float,
+    progress: Progress,
+    backlog: int = 0,
 ) -> None:
-    """Publish `lines` at `rate` per second (as `send` routes them), until cancelled."""
+    """Publish `lines` (as `send` routes them), the first `backlog` at once and the
+    rest at `rate` per second, until cancelled."""
     producer = await input_producer(settings, bootstrap)
     try:
         loop = asyncio.get_running_loop()
         start = loop.time()
         while True:
-            due = int((loop.time() - start) * rate) - progress.sent
+            due = backlog + int((loop.time() - start) * rate) - progress.sent
             pending = []
             for raw in _take(lines, min(due, 10_000)):
                 topic, key = destination(raw, settings)
@@ -160,10 +271,14 @@ def run_demo(
             console.print(f"redis key prefix: {run.settings.key_prefix}", highlight=False)
             console.print(f"worker logs: {run.logs}", highlight=False)
             run.start_worker()
-            lines = demo_stream(seed)
+            history, live = demo_feed(seed)
+            console.print(f"history: {len(history):,} events up to now", highlight=False)
+            lines: Iterator[bytes] = itertools.chain(history, live)
             if events > 0:
                 lines = itertools.islice(lines, events)
-            return asyncio.run(_live(run, rate, duration, host, port, lines, open_browser, console))
+            return asyncio.run(
+                _live(run, rate, duration, host, port, lines, len(history), open_browser, console)
+            )
     except KeyboardInterrupt:
         return Progress()
     finally:
@@ -181,6 +296,7 @@ async def _live(
     host: str,
     port: int,
     lines: Iterator[bytes],
+    backlog: int,
     open_browser: bool,
     console: Console,
 ) -> Progress:
@@ -196,7 +312,7 @@ async def _live(
             if open_browser:
                 webbrowser.open(url)
             feeder = asyncio.create_task(
-                feed(run.settings, run.endpoints.bootstrap, lines, rate, progress)
+                feed(run.settings, run.endpoints.bootstrap, lines, rate, progress, backlog)
             )
             deadline = loop.time() + duration if duration > 0 else None
             with Live(console=console, auto_refresh=False, transient=False) as live:
