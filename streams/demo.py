@@ -9,9 +9,11 @@ pace show something.  Its feed has two parts:
   sent, at once (ids prefixed ``h-``);
 - the *live* feed: one fresh world (*epoch*) after another, ids prefixed
   ``r<epoch>-``, stamped with the wall clock as each event is sent, so it
-  arrives in real time.  Its touches land on the history's running campaigns
-  (and its own registry entries and stats are left out), so live activity
-  moves the current quarter's goals as a real team's pipeline would.
+  arrives in real time.  Its campaigns are its own (renamed where the history
+  used the name) and have no goals (their periods would belong to the epoch's
+  own calendar); 1 % of its touches land on the history's running campaigns
+  instead, so the current quarter's goals move while one watches without pace
+  running away in a long session.
 
 Both carry a few duplicates and malformed lines, and the history a little
 shuffling, so the data-quality counters move too.
@@ -48,6 +50,7 @@ from streams.settings import Settings
 from streams.web import serve
 
 __all__ = [
+    "HistoryCampaigns",
     "Progress",
     "applied_count",
     "demo_feed",
@@ -66,6 +69,10 @@ RUNNING_DAYS: Final = 14
 ID_FIELDS: Final = ("event_id", "lead_id", "opportunity_id", "account_id", "referral_id")
 """Fields naming a subject or event: prefixed per world (campaigns and partners are shared)."""
 TICK: Final = 0.05
+RUNNING_PERCENT: Final = 1
+"""Live touches landing on the history's running campaigns, in %: enough to move
+their goals while one watches (about +5 % of the quarter's leads a minute at
+the default rate), not so much that pace runs away in a long session."""
 _NAMING: Final = re.compile(DEFAULT_NAMING)
 
 
@@ -117,20 +124,45 @@ def history_events(seed: int, now: datetime, calendar: Calendar) -> list[dict[st
     ]
 
 
-def running_campaigns(history: Iterable[dict[str, object] | str]) -> dict[str | None, list[str]]:
-    """The history's campaigns touched in its last `RUNNING_DAYS` days, by the
-    partner in their name (None: none or off-convention), each list sorted."""
-    touches = [i for i in history if isinstance(i, dict) and i["type"] == "touch"]
-    if not touches:
-        return {}
-    last = max(datetime.fromisoformat(str(t["occurred_at"])) for t in touches)
-    since = last - timedelta(days=RUNNING_DAYS)
-    out: dict[str | None, set[str]] = {}
-    for touch in touches:
-        if datetime.fromisoformat(str(touch["occurred_at"])) >= since:
-            name = str(touch["campaign"]).strip().lower()
-            out.setdefault(_partner_in(name), set()).add(name)
-    return {partner: sorted(names) for partner, names in out.items()}
+@dataclass(frozen=True, slots=True)
+class HistoryCampaigns:
+    """The history's campaigns, as the live feed needs them (names in lower case)."""
+
+    known: frozenset[str]
+    """Every campaign the history named: live campaigns never take these names."""
+    running: Mapping[str | None, list[str]]
+    """Those touched in the history's last `RUNNING_DAYS` days, by the partner in their
+    name (None: none or off-convention), each list sorted."""
+
+    @classmethod
+    def of(cls, history: Iterable[dict[str, object] | str]) -> HistoryCampaigns:
+        events = [i for i in history if isinstance(i, dict) and "campaign" in i]
+        touches = [(_moment(t), _campaign(t)) for t in events if t["type"] == "touch"]
+        since = max((at for at, _ in touches), default=None)
+        running: dict[str | None, set[str]] = {}
+        for at, name in touches:
+            if since is not None and at >= since - timedelta(days=RUNNING_DAYS):
+                running.setdefault(_partner_in(name), set()).add(name)
+        return cls(
+            frozenset(_campaign(e) for e in events),
+            {partner: sorted(names) for partner, names in running.items()},
+        )
+
+    def pick(self, name: str) -> str:
+        """The running campaign a live touch of `name` lands on: one of the same
+        partner's when it has one, chosen by the name (stable across epochs)."""
+        pool = self.running.get(_partner_in(name)) or sorted(
+            n for names in self.running.values() for n in names
+        )
+        return pool[zlib.crc32(name.encode()) % len(pool)] if pool else name
+
+
+def _moment(event: Mapping[str, object]) -> datetime:
+    return datetime.fromisoformat(str(event["occurred_at"]))
+
+
+def _campaign(event: Mapping[str, object]) -> str:
+    return str(event["campaign"]).strip().lower()
 
 
 def _partner_in(name: str) -> str | None:
@@ -138,25 +170,33 @@ def _partner_in(name: str) -> str | None:
     return match["partner"] if match and match["partner"] != "none" else None
 
 
-def _running(campaign: str, running: Mapping[str | None, list[str]]) -> str:
-    """The running history campaign a live touch of `campaign` lands on: one of
-    the same partner's when it has one, chosen by the name (stable across epochs)."""
-    name = campaign.strip().lower()
-    pool = running.get(_partner_in(name)) or [n for names in running.values() for n in names]
-    return pool[zlib.crc32(name.encode()) % len(pool)] if pool else campaign
+def _live_item(item: dict[str, object], history: HistoryCampaigns) -> dict[str, object]:
+    """A live epoch's event as the demo sends it (before its stamp).
 
-
-def live_stream(
-    seed: int, clock: Clock, running: Mapping[str | None, list[str]]
-) -> Iterator[bytes]:
-    """Epoch after epoch, forever, each event stamped with `clock()` as it is taken.
-
-    A duplicate keeps the stamp of the first delivery (same content); registry
-    entries and stats of the epoch's own campaigns are left out (the history's
-    stay in force) and its touches go to the `running` campaigns.
+    The epoch's campaigns are its own: a name the history already used gets a
+    ``-live`` suffix (so the history's registry entries, goals and stats stay
+    in force), and they have no goal (its periods would belong to the epoch's
+    own calendar, not the wall clock); `RUNNING_PERCENT` % of touches land on
+    the history's running campaigns instead.
     """
+    if "campaign" in item:
+        name = str(item["campaign"])
+        item["campaign"] = f"{name}-live" if _campaign(item) in history.known else name
+    if item["type"] == "campaign":
+        item.pop("goal", None)
+    if (
+        item["type"] == "touch"
+        and zlib.crc32(str(item["event_id"]).encode()) % 100 < RUNNING_PERCENT
+    ):
+        item["campaign"] = history.pick(_campaign(item))
+    return item
+
+
+def live_stream(seed: int, clock: Clock, history: HistoryCampaigns) -> Iterator[bytes]:
+    """Epoch after epoch, forever, each event stamped with `clock()` as it is taken
+    (`_live_item` says what changes); a duplicate repeats its first delivery."""
     for epoch in itertools.count():
-        stamps: dict[object, str] = {}
+        sent: dict[object, bytes] = {}
         config = SyntheticConfig(
             seed=seed + epoch,
             leads=EPOCH_LEADS,
@@ -165,14 +205,16 @@ def live_stream(
             duplicates=0.01,
             invalid=0.002,
         )
-        for item in (_renamed(i, f"r{epoch}-") for i in generate(config)):
-            if isinstance(item, dict):
-                if item["type"] in ("campaign", "campaign_stats"):
-                    continue
-                if item["type"] == "touch":
-                    item["campaign"] = _running(str(item["campaign"]), running)
-                item["occurred_at"] = stamps.setdefault(item["event_id"], clock().isoformat())
-            yield _encode(item)
+        for raw in generate(config):
+            item = _renamed(raw, f"r{epoch}-")
+            if isinstance(item, str):
+                yield item.encode()
+            elif item["event_id"] in sent:
+                yield sent[item["event_id"]]
+            else:
+                live = _live_item(item, history)
+                live["occurred_at"] = clock().isoformat()
+                yield sent.setdefault(item["event_id"], orjson.dumps(live))
 
 
 def demo_feed(
@@ -180,7 +222,7 @@ def demo_feed(
 ) -> tuple[list[bytes], Iterator[bytes]]:
     """The history up to `clock()` (to send at once) and the live stream after it."""
     history = history_events(seed, clock(), calendar or Calendar())
-    live = live_stream(seed + 1, clock, running_campaigns(history))
+    live = live_stream(seed + 1, clock, HistoryCampaigns.of(history))
     return [_encode(item) for item in history], live
 
 
