@@ -19,6 +19,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from datagen import DEFAULT_START, SyntheticConfig
+from datagen import generate as synthesise
 from models.config import EngineConfig
 from models.contrib import MetricKey
 from models.crm import CrmExport
@@ -28,8 +30,6 @@ from models.events import Event, to_micros
 from models.output import render, render_value
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.report import build_report, parse_as_of, rich_tables
-from models.synthetic import DEFAULT_START, SyntheticConfig
-from models.synthetic import generate as synthesise
 from streams.settings import Settings
 
 # The streaming commands import `streams.runtime` (Faust, aiokafka, aiohttp)

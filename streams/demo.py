@@ -3,7 +3,7 @@
 The demo lives in the present, so "this quarter", "quarter to date" and goal
 pace show something.  Its feed has two parts:
 
-- the *history*: one synthetic world (`models.synthetic`) from about six
+- the *history*: one synthetic world (`datagen`) from about six
   months ago to the end of the current fiscal quarter, with quarterly goals
   set against what the world achieves, of which only what happened by now is
   sent, at once (ids prefixed ``h-``);
@@ -42,9 +42,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from datagen import SyntheticConfig, generate
 from models.config import DEFAULT_NAMING
 from models.periods import Calendar
-from models.synthetic import SyntheticConfig, generate
 from streams.runtime import ReplayRun, destination, input_producer, replay_run, sink_for
 from streams.settings import Settings
 from streams.web import serve

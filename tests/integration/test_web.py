@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
+from datagen import SyntheticConfig
 from models.contrib import Contribution, CreditLine
-from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
 from streams.web import serve
 from tests.integration.engine_batches import Batch, Run, engine_run

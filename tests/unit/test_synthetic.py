@@ -1,4 +1,4 @@
-"""The synthetic stream generator (models/synthetic.py): pure, seeded, valid, realistic."""
+"""The synthetic stream generator (the `datagen` package): pure, seeded, valid, realistic."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from itertools import pairwise
 import pytest
 from click.testing import CliRunner
 
+from datagen import PARTNERS, SyntheticConfig, generate
 from models.config import DEFAULT_NAMING
 from models.events import ROUTES
 from models.parse import Rejection, parse_event
-from models.synthetic import PARTNERS, SyntheticConfig, generate
 from streams.cli import main
 
 Item = dict[str, object] | str

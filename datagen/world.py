@@ -1,215 +1,38 @@
-"""A seeded, realistic synthetic event stream (SPEC §1) for demos and tests.
-
-`generate(SyntheticConfig(seed=...))` returns JSON-ready dicts, one per event,
-that validate against `models.events`, plus (when `invalid` > 0) deliberately
-malformed raw lines as `str` items.  The module is pure: no I/O, no clock, no
-global random state, so one config always yields the same list.
-
-The simulated world:
-
-- 8 partners with different strengths (`PARTNERS`): how often their campaigns
-  reach leads, how many accounts install their integration, how much they lift
-  win rates and shorten cycles, and how they score us in feedback.
-- 40 campaigns: 36 named by the convention
-  `<period>_<program>_<partner>_<channel>_<region>_<slug>` (two in mixed case),
-  4 that do not follow it ("Spring Promo", "webinar-ai", ...).  Most have a
-  registry entry (`campaign`: spend, goal, sometimes a partner, sometimes a
-  later update) and weekly cumulative `campaign_stats`.
-- Lead journeys of 1-8 touches across campaigns, with repeat touches
-  (registered -> attended, second clicks), explicit `channel` / `partner`
-  overrides / `account_id` on some; `lead_created` for ~92 % of leads (a few
-  before any touch, some with `source_partner`, ~1.5 % twice); `mql` for ~40 %;
-  ~8 % of leads re-engaged by a partner campaign after >90 days of silence.
-- About one opportunity per 6 leads (70 % new business, 30 % expansion) with
-  1-3 contacts of one account (primary first), ARR 5k-250k in several
-  currencies, some partner-sourced or partner-referred; stage histories with
-  skipped stages, regressions, ARR changes and the odd repeated closed_won.
-- Per account and partner: integration installs, periodic usage, abandonment,
-  uninstalls and reinstalls; monthly `account_snapshot`s of customers whose
-  churn falls with integration depth; `partner_feedback`; referrals we send
-  to partners and their outcomes.
-
-Units: ARR and spend are plain amounts in the event's currency (account
-snapshots, spend and referral ARR in the reporting currency, USD).  Goal
-targets are in the goal metric's own unit (counts, or cents for `*_arr`).
-
-Perturbations, applied after the clean stream is built from its own random
-streams (so they never change the clean events): `shuffle` moves that fraction
-of events to random positions, `duplicates` re-emits that fraction (same
-`event_id`, identical content) at a later position, `invalid` adds that
-fraction of malformed lines at random positions.
-"""
+"""The clean world: accounts, campaigns, lead journeys, opportunities,
+integrations, account health and the partner side, in event-time order."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 
+from datagen.catalogue import (
+    CHANNEL_WEIGHT,
+    CHANNELS_BY_PROGRAM,
+    DAY,
+    EXPORTED_ACTIONS,
+    HOUR,
+    JOURNEY_LENGTHS,
+    JOURNEY_WEIGHTS,
+    N_CONVENTIONAL,
+    OFF_CONVENTION,
+    PARTNERS,
+    PROGRAM_WEIGHTS,
+    PROGRAMS,
+    RATES_TO_USD,
+    REGION_WEIGHTS,
+    REGIONS,
+    SLUGS,
+    SPEND,
+)
+from datagen.config import SyntheticConfig
+from datagen.goals import Outcomes
 from models.periods import Calendar, Window
 
-__all__ = [
-    "DEFAULT_START",
-    "PARTNERS",
-    "Partner",
-    "SyntheticConfig",
-    "generate",
-]
-
-DAY: Final = 86_400
-HOUR: Final = 3_600
-DEFAULT_START: Final = date(2026, 1, 1)
-"""A fixed first day, so a seed alone pins the output (`generate --start` moves it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SyntheticConfig:
-    """What to generate.  `accounts` defaults to `leads // 4` (at least 1)."""
-
-    seed: int
-    leads: int = 1000
-    accounts: int | None = None
-    start: date = DEFAULT_START
-    days: int = 180
-    duplicates: float = 0.0
-    shuffle: float = 0.0
-    invalid: float = 0.0
-    currencies: tuple[str, ...] = ("USD", "EUR", "GBP")
-    fiscal_start_month: int = 1
-    """Month fiscal years start in: the quarters in campaign names follow it (SPEC §4.1)."""
-    goals_from_outcomes: bool = False
-    """Quarterly goals whose targets are the world's own outcomes over the quarter
-    (x0.75-1.35), so attainment and pace look like a real team's; else
-    independent random targets over the campaigns' windows."""
-
-    def __post_init__(self) -> None:
-        if self.leads < 0:
-            raise ValueError("leads must be >= 0")
-        if self.accounts is not None and self.accounts < 1:
-            raise ValueError("accounts must be >= 1")
-        if self.days < 1:
-            raise ValueError("days must be >= 1")
-        for name in ("duplicates", "shuffle", "invalid"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within 0..1, got {value}")
-        if not self.currencies or any(
-            len(c) != 3 or not c.isascii() or not c.isalpha() or not c.isupper()
-            for c in self.currencies
-        ):
-            raise ValueError("currencies must be non-empty three-letter upper-case codes")
-
-    @property
-    def account_count(self) -> int:
-        return self.accounts if self.accounts is not None else max(1, self.leads // 4)
-
-
-@dataclass(frozen=True, slots=True)
-class Partner:
-    """A simulated partner and how strong it is on each dimension."""
-
-    id: str
-    strength: float  # relative reach of its campaigns in lead journeys
-    install_rate: float  # chance that an engaged account installs its integration
-    win_boost: float  # added win probability of deals it is involved in
-    nps_mean: float  # centre of the feedback scores it gives us
-    integrations: tuple[str, ...]
-
-
-PARTNERS: Final[tuple[Partner, ...]] = (
-    Partner("salesforce", 1.3, 0.40, 0.12, 7.2, ("salesforce-connector", "salesforce-cpq")),
-    Partner("slack", 1.1, 0.35, 0.10, 8.6, ("slack-app",)),
-    Partner("hubspot", 0.9, 0.30, 0.06, 7.8, ("hubspot-crm-sync",)),
-    Partner("snowflake", 0.7, 0.15, 0.15, 8.8, ("snowflake-share",)),
-    Partner("zoom", 0.6, 0.25, 0.02, 8.0, ("zoom-meetings", "zoom-webinars")),
-    Partner("atlassian", 0.5, 0.20, 0.03, 6.9, ("jira-cloud", "confluence-macro")),
-    Partner("stripe", 0.4, 0.12, 0.05, 8.2, ("stripe-billing",)),
-    Partner("segment", 0.3, 0.10, -0.02, 6.2, ("segment-source",)),
-)
-
-_RATES_TO_USD: Final[dict[str, float]] = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
-
-_PROGRAMS: Final = ("ptnr", "dg", "abm", "evt")
-_PROGRAM_WEIGHTS: Final = (40, 30, 15, 15)
-_CHANNELS_BY_PROGRAM: Final[dict[str, tuple[str, ...]]] = {
-    "ptnr": ("webinar", "webinar", "event", "content", "email", "referral"),
-    "dg": ("paid-social", "search", "email", "content", "webinar"),
-    "abm": ("email", "paid-social", "event", "content"),
-    "evt": ("event", "event", "webinar"),
-}
-_REGIONS: Final = ("na", "emea", "apac", "latam")
-_REGION_WEIGHTS: Final = (45, 30, 15, 10)
-_SLUGS: Final[dict[str, tuple[str, ...]]] = {
-    "webinar": ("ai-support", "data-cloud", "lunch-learn", "product-tour", "best-practices"),
-    "event": ("summit", "roadshow", "user-group", "dinner", "hackathon"),
-    "paid-social": ("retargeting", "brand", "lookalike", "launch"),
-    "email": ("newsletter", "nurture", "trial-nurture", "winback"),
-    "content": ("ebook-roi", "state-of-report", "playbook", "case-study"),
-    "search": ("competitor", "brand-terms", "generic"),
-    "referral": ("partner-referral", "spiff", "co-sell"),
-}
-_CHANNEL_WEIGHT: Final[dict[str, float]] = {
-    "webinar": 1.0,
-    "event": 0.8,
-    "paid-social": 1.2,
-    "email": 1.1,
-    "content": 1.0,
-    "search": 1.3,
-    "referral": 0.4,
-}
-_SPEND: Final[dict[str, tuple[float, float]]] = {
-    "webinar": (3_000, 15_000),
-    "event": (20_000, 80_000),
-    "paid-social": (10_000, 50_000),
-    "email": (1_000, 5_000),
-    "content": (2_000, 10_000),
-    "search": (15_000, 60_000),
-    "referral": (0, 5_000),
-}
-# Names that break the naming convention (name, channel, registry partner).
-_OFF_CONVENTION: Final[tuple[tuple[str, str, str | None], ...]] = (
-    ("Spring Promo", "email", None),
-    ("webinar-ai", "webinar", None),
-    ("Slack Roadshow 2026", "event", "slack"),
-    ("HubSpot co-marketing newsletter", "email", "hubspot"),
-)
-_EXPORTED_ACTIONS: Final = frozenset({"registered", "attended"})
-"""The actions a touch may carry: CRM exports record a member status for event
-sign-ups and attendance (and lose it for about 40 % of them, a generic
-"Responded"); clicks, views, opens, replies, downloads, visits and referrals
-arrive as plain touches (no `action`, SPEC §1): about two thirds of touches."""
-_N_CONVENTIONAL: Final = 36
-_JOURNEY_LENGTHS: Final = (1, 2, 3, 4, 5, 6, 7, 8)
-_JOURNEY_WEIGHTS: Final = (20, 22, 18, 14, 10, 7, 5, 4)
-
-_REQUIRED: Final[dict[str, tuple[str, ...]]] = {
-    "touch": ("lead_id", "campaign"),
-    "lead_created": ("lead_id",),
-    "mql": ("lead_id",),
-    "opportunity_created": ("opportunity_id", "account_id", "lead_ids", "business", "arr"),
-    "opportunity_stage": ("opportunity_id", "stage"),
-    "integration_installed": ("account_id", "integration", "partner"),
-    "integration_uninstalled": ("account_id", "integration", "partner"),
-    "integration_used": ("account_id", "integration"),
-    "account_snapshot": ("account_id", "arr"),
-    "campaign": ("campaign",),
-    "campaign_stats": ("campaign", "impressions", "clicks"),
-    "partner_feedback": ("partner", "score"),
-    "referral_sent": ("partner", "referral_id"),
-    "referral_outcome": ("referral_id", "status"),
-}
-
-
-def generate(config: SyntheticConfig) -> list[dict[str, object] | str]:
-    """The event stream for `config`: dicts (valid events) and str (malformed lines)."""
-    events = _World(config).build()
-    return _perturb(config, events)
-
-
-# --- the clean world ---------------------------------------------------------
+__all__ = ["World"]
 
 
 @dataclass(slots=True)
@@ -261,7 +84,7 @@ class _Install:
     reinstalled: int | None
 
 
-class _World:
+class World:
     def __init__(self, config: SyntheticConfig) -> None:
         self.cfg = config
         self.rng = random.Random(f"partnerpulse:{config.seed}:world")  # noqa: S311 - not crypto
@@ -272,13 +95,13 @@ class _World:
         self.leads: list[_Lead] = []
         self.accounts: list[_Account] = []
         self.partner_ids = [p.id for p in PARTNERS]
-        self.partner_cum = _cumulative([p.strength for p in PARTNERS])
+        self.partner_cum = list(accumulate([p.strength for p in PARTNERS]))
         self.partner_by_id = {p.id: p for p in PARTNERS}
-        self.currency_cum = _cumulative(
-            [
+        self.currency_cum = list(
+            accumulate(
                 6.0 if i == 0 else 4.0 / max(1, len(config.currencies) - 1)
                 for i in range(len(config.currencies))
-            ]
+            )
         )
         self.base = datetime(config.start.year, config.start.month, config.start.day, tzinfo=UTC)
         self.calendar = Calendar(config.fiscal_start_month)
@@ -344,18 +167,18 @@ class _World:
         rng = self.rng
         days = self.cfg.days
         seen: set[str] = set()
-        mixed_case = set(rng.sample(range(8, _N_CONVENTIONAL), 2))
-        co_marketing = set(rng.sample(range(8, _N_CONVENTIONAL), 3))
-        for i in range(_N_CONVENTIONAL):
+        mixed_case = set(rng.sample(range(8, N_CONVENTIONAL), 2))
+        co_marketing = set(rng.sample(range(8, N_CONVENTIONAL), 3))
+        for i in range(N_CONVENTIONAL):
             if i < len(PARTNERS):  # every partner runs at least one programme
                 program, partner = "ptnr", PARTNERS[i].id
             else:
-                program = rng.choices(_PROGRAMS, weights=_PROGRAM_WEIGHTS)[0]
+                program = rng.choices(PROGRAMS, weights=PROGRAM_WEIGHTS)[0]
                 partner = None
                 if program == "ptnr" or (program == "evt" and rng.random() < 0.3):
                     partner = self.partner()
-            channel = rng.choice(_CHANNELS_BY_PROGRAM[program])
-            region = rng.choices(_REGIONS, weights=_REGION_WEIGHTS)[0]
+            channel = rng.choice(CHANNELS_BY_PROGRAM[program])
+            region = rng.choices(REGIONS, weights=REGION_WEIGHTS)[0]
             start, end = self.window(channel)
             begin = self.cfg.start + timedelta(seconds=start)
             if rng.random() < 0.5:
@@ -363,7 +186,7 @@ class _World:
                 period = f"{fiscal_year}Q{quarter}"
             else:
                 period = f"{begin.year}-{begin.month:02d}"
-            slug = rng.choice(_SLUGS[channel])
+            slug = rng.choice(SLUGS[channel])
             parts = [period, program, partner or "none", channel, region, slug]
             if i in mixed_case:
                 parts = [
@@ -397,7 +220,7 @@ class _World:
                     self.calendar.period(period),
                 )
             )
-        for name, channel, registry_partner in _OFF_CONVENTION:
+        for name, channel, registry_partner in OFF_CONVENTION:
             start, end = self.window(channel)
             self.campaigns.append(_Campaign(name, channel, "", None, registry_partner, start, end))
         for c in self.campaigns:
@@ -413,7 +236,9 @@ class _World:
             idx = [i for i, c in enumerate(self.campaigns) if c.start <= t + DAY and t <= c.end]
             if not idx:
                 idx = list(range(len(self.campaigns)))
-            self.active.append((idx, _cumulative([self.weight(self.campaigns[i]) for i in idx])))
+            self.active.append(
+                (idx, list(accumulate([self.weight(self.campaigns[i]) for i in idx])))
+            )
         self.partner_campaigns = [i for i, c in enumerate(self.campaigns) if c.partner]
 
     def window(self, channel: str) -> tuple[int, int]:
@@ -426,7 +251,7 @@ class _World:
         return start, min(span, start + duration)
 
     def weight(self, c: _Campaign) -> float:
-        w = _CHANNEL_WEIGHT[c.channel]
+        w = CHANNEL_WEIGHT[c.channel]
         if c.end - c.start > 90 * DAY:  # always-on: a steady trickle, not a burst
             w *= 0.3
         p = c.partner
@@ -449,7 +274,7 @@ class _World:
         n_accounts = len(self.accounts)
         ranks = list(range(n_accounts))
         rng.shuffle(ranks)
-        account_cum = _cumulative([1.0 / (r + 1) ** 0.7 for r in ranks])
+        account_cum = list(accumulate([1.0 / (r + 1) ** 0.7 for r in ranks]))
         accounts = range(n_accounts)
         days = self.cfg.days
         for i in range(self.cfg.leads):
@@ -458,7 +283,7 @@ class _World:
             self.leads.append(lead)
             self.accounts[account].leads.append(i)
             dormant = days >= 130 and rng.random() < 0.08
-            n = rng.choices(_JOURNEY_LENGTHS, weights=_JOURNEY_WEIGHTS)[0]
+            n = rng.choices(JOURNEY_LENGTHS, weights=JOURNEY_WEIGHTS)[0]
             if dormant:
                 t = rng.uniform(0, days - 130) * DAY
                 gap = 4.0 * DAY
@@ -523,7 +348,7 @@ class _World:
         fields: dict[str, object] = {"lead_id": lead.id, "campaign": name}
         if rng.random() < (0.7 if not c.program else 0.35):
             fields["channel"] = c.channel
-        if action in _EXPORTED_ACTIONS and rng.random() < 0.6:
+        if action in EXPORTED_ACTIONS and rng.random() < 0.6:
             fields["action"] = action
         partner = c.partner
         r = rng.random()
@@ -671,7 +496,7 @@ class _World:
                 stage_fields["arr"] = amount
             self.emit(self.office_time(t), "opportunity_stage", stage_fields)
         if won and t < self.end:
-            account.wins.append((int(t), current * _RATES_TO_USD.get(currency, 1.0)))
+            account.wins.append((int(t), current * RATES_TO_USD.get(currency, 1.0)))
             if rng.random() < 0.03:  # a second closed_won from a CRM re-sync
                 self.emit(
                     t + rng.uniform(1, 20) * DAY,
@@ -840,9 +665,9 @@ class _World:
             "evt": (("nb.leads.influenced", 30, 150), ("nb.cw.influenced", 2, 10)),
             "": (("nb.leads.influenced", 20, 100),),
         }
-        outcomes = _Outcomes.of(self.events) if self.cfg.goals_from_outcomes else None
+        outcomes = Outcomes.of(self.events) if self.cfg.goals_from_outcomes else None
         for c in self.campaigns:
-            low, high = _SPEND[c.channel]
+            low, high = SPEND[c.channel]
             spend = rng.uniform(low, high) * self.scale
             if c.registered:
                 fields: dict[str, object] = {"campaign": c.name}
@@ -890,7 +715,7 @@ class _World:
             goal["period_end"] = self.iso(c.end)
         return goal
 
-    def quarterly_goal(self, c: _Campaign, metric: str, outcomes: _Outcomes) -> dict[str, object]:
+    def quarterly_goal(self, c: _Campaign, metric: str, outcomes: Outcomes) -> dict[str, object]:
         """A goal over the fiscal quarter the campaign starts in, its target what the
         campaign achieves there give or take a third (teams set goals they can
         nearly meet).  The period is the one in the name when that is the quarter
@@ -907,176 +732,3 @@ class _World:
             goal["period_start"] = self.iso(first)
             goal["period_end"] = self.iso(last)
         return goal
-
-
-_REACHED_S2: Final = frozenset({"S2", "S3", "S4", "S5", "closed_won"})
-
-
-@dataclass(slots=True)
-class _Outcomes:
-    """What the world produced, to set goals against: every new-business
-    conversion's moment (seconds), its leads and ARR, and each lead's first touch
-    per campaign.  It approximates the engine's influence rule (a touch of the
-    campaign at or before the moment; no lookback, no eligibility subtleties),
-    which is close enough for a plausible target."""
-
-    moments: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> subject -> t
-    leads_of: dict[str, list[str]] = field(default_factory=dict)  # opportunity -> leads
-    arr_cents: dict[str, float] = field(default_factory=dict)  # opportunity -> current ARR, USD
-    first_touch: dict[tuple[str, str], int] = field(default_factory=dict)  # (campaign, lead)
-
-    @classmethod
-    def of(cls, events: list[tuple[int, int, str, dict[str, object]]]) -> _Outcomes:
-        out = cls()
-        kinds = {"lead_created": "leads", "mql": "mqls"}
-        for t, _, type_, f in sorted(events, key=lambda e: (e[0], e[1])):
-            if type_ == "touch":
-                out.first_touch.setdefault((str(f["campaign"]).lower(), str(f["lead_id"])), t)
-            elif type_ in kinds:
-                out.moments.setdefault(kinds[type_], {}).setdefault(str(f["lead_id"]), t)
-            elif type_ == "opportunity_created" and f["business"] == "new_business":
-                opp = str(f["opportunity_id"])
-                leads = f["lead_ids"]
-                assert isinstance(leads, list)
-                out.leads_of[opp] = [str(lead) for lead in leads]
-                rate = _RATES_TO_USD.get(str(f.get("currency", "USD")), 1.0)
-                out.arr_cents[opp] = float(str(f["arr"])) * rate * 100
-            elif type_ == "opportunity_stage" and str(f["opportunity_id"]) in out.leads_of:
-                opp = str(f["opportunity_id"])
-                if f["stage"] in _REACHED_S2:
-                    out.moments.setdefault("s2", {}).setdefault(opp, t)
-                if f["stage"] == "closed_won":
-                    out.moments.setdefault("cw", {}).setdefault(opp, t)
-        return out
-
-    def actual(self, campaign: str, metric: str, first: int, last: int) -> float:
-        """`metric` (an `nb.<kind>.influenced[_arr]` goal metric) of `campaign` over
-        the conversions whose moment falls in `[first, last]`."""
-        kind = metric.split(".")[1]
-        name = campaign.lower()
-        total = 0.0
-        for subject, moment in self.moments.get(kind, {}).items():
-            if not first <= moment <= last:
-                continue
-            leads = self.leads_of.get(subject, [subject])
-            if any(self.first_touch.get((name, lead), moment + 1) <= moment for lead in leads):
-                total += self.arr_cents[subject] if metric.endswith("_arr") else 1
-        return total
-
-
-def _cumulative(weights: list[float]) -> list[float]:
-    total = 0.0
-    out: list[float] = []
-    for w in weights:
-        total += w
-        out.append(total)
-    return out
-
-
-# --- perturbations -----------------------------------------------------------
-
-
-def _perturb(
-    config: SyntheticConfig, events: list[dict[str, object]]
-) -> list[dict[str, object] | str]:
-    n = len(events)
-    seed = config.seed
-    # (position key, tie-break, item); each perturbation has its own random stream
-    keyed: list[tuple[float, int, dict[str, object] | str]] = []
-    shuffle_rng = random.Random(f"partnerpulse:{seed}:shuffle")  # noqa: S311
-    keys = [float(i) for i in range(n)]
-    for i in sorted(shuffle_rng.sample(range(n), round(config.shuffle * n))):
-        keys[i] = shuffle_rng.uniform(-0.5, n)  # moved anywhere: early or late
-    placed = [events[i] for i in sorted(range(n), key=keys.__getitem__)]
-    keyed.extend((float(pos), 0, item) for pos, item in enumerate(placed))
-
-    dup_rng = random.Random(f"partnerpulse:{seed}:duplicates")  # noqa: S311
-    for k, pos in enumerate(sorted(dup_rng.sample(range(n), round(config.duplicates * n)))):
-        later = pos + 0.5 + dup_rng.random() * (n - pos - 0.5)
-        keyed.append((later, 1 + k, _copy(placed[pos])))
-
-    bad_rng = random.Random(f"partnerpulse:{seed}:invalid")  # noqa: S311
-    for k in range(round(config.invalid * n)):
-        line = _malformed(bad_rng, k + 1, events, config)
-        keyed.append((bad_rng.uniform(-0.5, n), n + 1 + k, line))
-
-    keyed.sort(key=lambda e: (e[0], e[1]))
-    return [item for _, _, item in keyed]
-
-
-def _copy(item: dict[str, object]) -> dict[str, object]:
-    """A copy sharing no mutable parts with the original (content identical)."""
-    out: dict[str, object] = {}
-    for key, value in item.items():
-        if isinstance(value, list):
-            out[key] = list(value)
-        elif isinstance(value, dict):
-            out[key] = dict(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _malformed(
-    rng: random.Random, n: int, events: list[dict[str, object]], config: SyntheticConfig
-) -> str:
-    """One bad line, usually a corrupted copy of a real event under its own id."""
-    bad_id = f"bad{n:08d}"
-    if events:
-        base = _copy(rng.choice(events))
-    else:
-        moment = datetime(config.start.year, config.start.month, config.start.day, tzinfo=UTC)
-        base = {
-            "event_id": "",
-            "type": "mql",
-            "occurred_at": moment.isoformat(),
-            "lead_id": "lead-000001",
-        }
-    base["event_id"] = bad_id
-    kind = rng.randrange(7)
-    if kind == 0:  # truncated JSON
-        text = json.dumps(base)
-        return text[: max(1, rng.randint(len(text) // 4, len(text) - 2))]
-    if kind == 1:  # not JSON at all
-        return rng.choice(
-            (
-                "lead_id=lead-000001,type=touch",
-                "<html><body>502 Bad Gateway</body></html>",
-                "{'event_id': 'x', 'type': 'mql'}",
-            )
-        )
-    if kind == 2:  # a required field missing
-        type_ = str(base["type"])
-        del base[rng.choice(("event_id", "occurred_at", *_REQUIRED[type_]))]
-        return json.dumps(base)
-    if kind == 3:  # an unknown type
-        base["type"] = rng.choice(("page_view", "lead_deleted", "Touch", "opportunity"))
-        return json.dumps(base)
-    if kind == 4:  # negative money
-        arr = -round(rng.uniform(100, 50_000), 2)
-        if base["type"] in ("opportunity_created", "account_snapshot"):
-            base["arr"] = arr
-        else:
-            base = {
-                "event_id": bad_id,
-                "type": "opportunity_created",
-                "occurred_at": base["occurred_at"],
-                "opportunity_id": f"opp-bad-{n}",
-                "account_id": "acct-00001",
-                "lead_ids": ["lead-000001"],
-                "business": "new_business",
-                "arr": arr,
-            }
-        return json.dumps(base)
-    if kind == 5:  # a naive timestamp (no UTC offset)
-        base["occurred_at"] = str(base["occurred_at"])[:19]
-        return json.dumps(base)
-    # a field of the wrong kind
-    base = {
-        "event_id": bad_id,
-        "type": "opportunity_stage",
-        "occurred_at": base["occurred_at"],
-        "opportunity_id": "opp-000001",
-        "stage": rng.choice(("S9", "won", "closed")),
-    }
-    return json.dumps(base)
