@@ -56,12 +56,12 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
+from datagen import SyntheticConfig, generate
 from models.config import EngineConfig
 from models.engine import Engine
 from models.events import INPUT_TOPICS, route
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.periods import SERIES_METRICS, Calendar, Window
-from models.synthetic import SyntheticConfig, generate
 from sinks.redis_sink import RedisSink
 from streams.embedded import create_topics
 from streams.processing import CONSUMED

@@ -20,6 +20,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from datagen import DEFAULT_START, SyntheticConfig
+from datagen import generate as synthesise
 from models.config import EngineConfig
 from models.crm import CrmExport
 from models.crm import convert as convert_export
@@ -30,8 +32,6 @@ from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.periods import Calendar, Window, window_totals
 from models.report import build_report, parse_as_of, rich_tables
 from models.subject import MetricKey
-from models.synthetic import SyntheticConfig
-from models.synthetic import generate as synthesise
 from streams.settings import Settings
 
 # The streaming commands import `streams.runtime` (Faust, aiokafka, aiohttp)
@@ -322,6 +322,13 @@ def print_partner_table(totals: dict[tuple[str, str], int]) -> None:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--leads", default=1000, show_default=True, help="Number of leads.")
 @click.option("--days", default=180, show_default=True, help="Span of event time.")
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=DEFAULT_START.isoformat(),
+    show_default=True,
+    help="First day of event time (UTC).",
+)
 @click.option("--duplicates", default=0.0, show_default=True, help="Fraction re-delivered.")
 @click.option("--shuffle", default=0.0, show_default=True, help="Fraction out of order (0..1).")
 @click.option("--invalid", default=0.0, show_default=True, help="Fraction of malformed lines.")
@@ -330,6 +337,7 @@ def generate(
     seed: int,
     leads: int,
     days: int,
+    start: datetime,
     duplicates: float,
     shuffle: float,
     invalid: float,
@@ -340,6 +348,7 @@ def generate(
             seed=seed,
             leads=leads,
             days=days,
+            start=start.date(),
             duplicates=duplicates,
             shuffle=shuffle,
             invalid=invalid,

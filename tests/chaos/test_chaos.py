@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from models.synthetic import SyntheticConfig, generate
+from datagen import SyntheticConfig, generate
 from streams.processing import CREDITS, DLQ, METRICS
 from streams.runtime import ReplayRun, replay_run
 from streams.settings import Settings

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, async_playwright
 
+from datagen import SyntheticConfig
 from models.derived import by_scope, derive
-from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
 from streams.web import serve
 from tests.integration.engine_batches import Run, engine_run

@@ -12,10 +12,10 @@ from fractions import Fraction
 
 import orjson
 
+from datagen import SyntheticConfig, generate
 from models.engine import GROUP, Engine
 from models.parse import Rejection, parse_event
 from models.subject import Contribution, MetricKey
-from models.synthetic import SyntheticConfig, generate
 from sinks.redis_sink import DeadLetter
 
 TOPIC = "leads"

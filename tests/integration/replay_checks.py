@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from datagen import SyntheticConfig, generate
 from models.engine import Engine
 from models.output import render
-from models.synthetic import SyntheticConfig, generate
 from streams.cli import engine_config, read_jsonl
 from streams.runtime import ReplayRun
 from streams.settings import Settings

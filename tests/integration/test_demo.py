@@ -1,7 +1,8 @@
 """`partnerpulse demo` end to end on embedded defaults, in bounded time.
 
-It must serve growing numbers while it runs, and on SIGTERM stop everything
-it started (the worker process) and remove its Redis keys.
+It must serve growing numbers while it runs, with campaigns of the current
+quarter (its history ends now), and on SIGTERM stop everything it started
+(the worker process) and remove its Redis keys from the Redis it was given.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
+
+from models.periods import Calendar
+from tests.local_redis import REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -54,6 +59,7 @@ def processes_with(marker: bytes) -> list[int]:
 
 def test_demo_serves_growing_numbers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PP_")}
+    env["PP_REDIS_URL"] = REDIS_URL  # the shared test Redis, where leftovers would show
     err = (tmp_path / "stderr").open("wb")
     demo = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "demo", "--duration", "100", "--port", "0"],
@@ -81,6 +87,9 @@ def test_demo_serves_growing_numbers_and_stops_cleanly_on_sigterm(tmp_path: Path
         # which pauses applying for ~20 s: leave room for that.
         poll(leads, lambda v: v[0] > first[0] and v[1] > first[1], 45)
         assert processes_with(f"PP_APP_ID=pp-replay-{run_id}".encode())  # its worker runs
+        year, quarter = Calendar().fiscal_quarter(datetime.now(UTC).date())
+        scopes = get(url + "api/scopes")["scopes"]
+        assert any(s.startswith(f"campaign:{year}q{quarter}_") for s in scopes), scopes
 
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(40) == 0
@@ -91,5 +100,5 @@ def test_demo_serves_growing_numbers_and_stops_cleanly_on_sigterm(tmp_path: Path
     log = (tmp_path / "stderr").read_text()
     assert "stopped:" in log, log[-2000:]
     assert processes_with(f"PP_APP_ID=pp-replay-{run_id}".encode()) == []
-    client = redis.Redis()
+    client = redis.Redis.from_url(REDIS_URL)
     assert list(client.scan_iter(match=f"pp:replay:{run_id}:*", count=1000)) == []

@@ -18,8 +18,8 @@ from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaProducer,
 )
 
+from datagen import SyntheticConfig
 from models.subject import Contribution, CreditLine, MetricKey
-from models.synthetic import SyntheticConfig
 from sinks.forwarder import CREDITS_TOPIC, METRICS_TOPIC, AiokafkaOutput, OutboxForwarder
 from sinks.redis_sink import DeadLetter, RedisSink
 from streams.embedded import EmbeddedBroker

@@ -22,8 +22,8 @@ import orjson
 import pytest
 from redis import exceptions as rexc
 
+from datagen import SyntheticConfig
 from models.subject import EMPTY, Contribution, CreditLine, MetricKey
-from models.synthetic import SyntheticConfig
 from sinks.keys import escape, escape_named, unescape, unescape_named
 from sinks.redis_sink import (
     DeadLetter,

@@ -18,8 +18,8 @@ import pytest
 import redis
 from redis import exceptions as rexc
 
+from datagen import SyntheticConfig
 from models.subject import Contribution
-from models.synthetic import SyntheticConfig
 from sinks.redis_sink import DeadLetter
 from streams.runtime import sink_for
 from streams.settings import Settings

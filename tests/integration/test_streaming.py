@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from datagen import SyntheticConfig, generate
 from models.lead import LeadState
-from models.synthetic import SyntheticConfig, generate
 from streams.processing import CREDITS, DLQ, METRICS
 from streams.runtime import ReplayRun, replay_run, stop_worker
 from streams.settings import Settings

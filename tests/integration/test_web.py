@@ -15,8 +15,8 @@ import aiohttp
 import orjson
 import pytest
 
+from datagen import SyntheticConfig
 from models.subject import Contribution, CreditLine
-from models.synthetic import SyntheticConfig
 from tests.integration.engine_batches import Run, engine_run
 from tests.integration.web_client import Served
 from tests.integration.web_client import served as serving

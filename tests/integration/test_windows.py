@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from datagen import SyntheticConfig
 from models.config import EngineConfig
 from models.engine import Engine
 from models.output import render
 from models.periods import SERIES_METRICS, Calendar, Window, split_point, window_totals
-from models.synthetic import SyntheticConfig
 from sinks.redis_sink import RedisSink
 from streams.cli import main, read_jsonl
 from streams.runtime import replay_run

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from models.synthetic import SyntheticConfig, generate
+from datagen import SyntheticConfig, generate
 from streams.cli import main
 
 

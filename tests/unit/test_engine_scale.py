@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from datagen import SyntheticConfig, generate
 from models.config import EngineConfig
 from models.engine import Engine
 from models.output import render
 from models.parse import parse_event
-from models.synthetic import SyntheticConfig, generate
 
 ORDER_DEPENDENT = {"dq.late_events", "dq.duplicates_ignored"}
 

@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
+from datagen import SyntheticConfig, generate
 from models.config import DAY_US, EngineConfig
 from models.derived import by_scope, derive
 from models.engine import Engine
 from models.events import to_micros
 from models.output import render
 from models.parse import parse_event
-from models.synthetic import SyntheticConfig, generate
 from tests.unit.test_rules import (
     T0,
     Raw,

@@ -25,10 +25,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from datagen import SyntheticConfig, generate
 from models.engine import Engine
 from models.events import BaseEvent, Event, route
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
-from models.synthetic import SyntheticConfig, generate
 
 # The stable codes of SPEC §1's dead letters, as documented on `Rejection`.
 REASONS = frozenset(

@@ -17,11 +17,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from datagen import SyntheticConfig, generate
 from models.config import EngineConfig
 from models.engine import Engine
 from models.parse import parse_event
 from models.periods import SERIES_METRICS, Calendar, Window, split_point, window_totals
-from models.synthetic import SyntheticConfig, generate
 from tests.unit.test_metrics import install
 from tests.unit.test_properties import EXAMPLES, configs, events, parsed
 from tests.unit.test_rules import camp, created, feed, mql, opp, ptnr, run, stage, touch

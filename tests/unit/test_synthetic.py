@@ -1,20 +1,23 @@
-"""The synthetic stream generator (models/synthetic.py): pure, seeded, valid, realistic."""
+"""The synthetic stream generator (the `datagen` package): pure, seeded, valid, realistic."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from itertools import pairwise
 
 import pytest
+from click.testing import CliRunner
 
+from datagen import PARTNERS, SyntheticConfig, generate
 from models.config import DEFAULT_NAMING
 from models.events import ROUTES
 from models.parse import Rejection, parse_event
-from models.synthetic import PARTNERS, SyntheticConfig, generate
+from streams.cli import main
 
 Item = dict[str, object] | str
 
@@ -248,3 +251,97 @@ def test_most_touches_are_plain_and_some_register_or_attend() -> None:
     assert actions[None] > len(touches) / 2
     assert actions["registered"] > 0 and actions["attended"] > 0
     assert set(actions) == {None, "registered", "attended"}
+
+
+def test_quarters_in_names_follow_the_fiscal_start_month() -> None:
+    """Campaigns starting in January 2026: 2026Q1 with a January fiscal start,
+    FY2025 Q4 (November-January) with a February start (SPEC §4.1)."""
+    naming = re.compile(DEFAULT_NAMING)
+
+    def quarters(start_month: int) -> set[str]:
+        config = SyntheticConfig(
+            seed=2, leads=50, start=date(2026, 1, 5), days=20, fiscal_start_month=start_month
+        )
+        names = {
+            str(e["campaign"]).lower() for e in events(tuple(generate(config))) if "campaign" in e
+        }
+        return {m["period"] for name in names if (m := naming.match(name)) and "q" in m["period"]}
+
+    assert quarters(1) == {"2026q1"}
+    assert quarters(2) == {"2025q4"}
+
+
+def test_goals_from_outcomes_are_quarterly_and_near_what_the_campaign_achieves() -> None:
+    """Each goal's period is the fiscal quarter its campaign starts in (from the
+    registry, else the name), and its target is the campaign's influenced
+    leads over that quarter, counted here by hand, give or take a third."""
+    config = SyntheticConfig(
+        seed=4, leads=1500, start=date(2026, 7, 1), days=92, goals_from_outcomes=True
+    )
+    items = events(tuple(generate(config)))
+    q3 = ("2026-07-01", "2026-09-30")
+    created: dict[object, str] = {}
+    touched: dict[tuple[str, object], str] = {}
+    for item in items:
+        at = str(item["occurred_at"])
+        if item["type"] == "lead_created":
+            created.setdefault(item["lead_id"], at)
+        if item["type"] == "touch":
+            touched.setdefault((str(item["campaign"]).lower(), item["lead_id"]), at)
+    checked = 0
+    for item in items:
+        goal = item.get("goal")
+        if not isinstance(goal, dict):
+            continue
+        if "period_start" in goal:
+            assert (goal["period_start"][:10], goal["period_end"][:10]) == q3
+        else:
+            assert str(item["campaign"]).lower().startswith("2026q3_")
+        if goal["metric"] != "nb.leads.influenced":
+            continue
+        name = str(item["campaign"]).lower()
+        actual = sum(
+            1
+            for (c, lead), at in touched.items()
+            if c == name and lead in created and at <= created[lead]
+        )
+        assert 0.75 * actual - 1 <= goal["target"] <= 1.35 * actual + 1, (name, goal, actual)
+        checked += 1
+    assert checked >= 3
+
+
+def test_generate_without_start_is_unchanged() -> None:
+    """sha256 of `partnerpulse generate` output on main (3987b0f) before --start existed:
+    `partnerpulse generate --seed 7 --leads 300 --duplicates 0.02 --shuffle 0.05
+    --invalid 0.01 | sha256sum` and `partnerpulse generate --seed 1 | sha256sum`."""
+    runner = CliRunner()
+    for args, digest in (
+        (
+            [
+                "--seed",
+                "7",
+                "--leads",
+                "300",
+                "--duplicates",
+                "0.02",
+                "--shuffle",
+                "0.05",
+                "--invalid",
+                "0.01",
+            ],
+            "bfcb323defb5127ff01de720f15f52129fdc0bba40d8d55beff32711aef9040c",
+        ),
+        (["--seed", "1"], "d1a5b8a46516c5e22265ca5b7c63df32d42df2a516dcab0f4755f6853a1cec15"),
+    ):
+        result = runner.invoke(main, ["generate", *args])
+        assert result.exit_code == 0, result.output
+        assert hashlib.sha256(result.stdout_bytes).hexdigest() == digest
+
+
+def test_generate_start_moves_event_time() -> None:
+    result = CliRunner().invoke(
+        main, ["generate", "--seed", "1", "--leads", "20", "--days", "10", "--start", "2025-03-04"]
+    )
+    assert result.exit_code == 0, result.output
+    days = {json.loads(line)["occurred_at"][:10] for line in result.stdout.splitlines()}
+    assert min(days) == "2025-03-04" and max(days) <= "2025-03-13"
