@@ -47,7 +47,7 @@ from models.config import DEFAULT_NAMING
 from models.periods import Calendar
 from streams.runtime import ReplayRun, destination, input_producer, replay_run, sink_for
 from streams.settings import Settings
-from streams.web import serve
+from streams.web import Options, serve
 
 __all__ = [
     "HistoryCampaigns",
@@ -314,7 +314,7 @@ def run_demo(
             console.print(f"redis key prefix: {run.settings.key_prefix}", highlight=False)
             console.print(f"worker logs: {run.logs}", highlight=False)
             run.start_worker()
-            history, live = demo_feed(seed)
+            history, live = demo_feed(seed, calendar=Calendar(settings.fiscal_year_start))
             console.print(f"history: {len(history):,} events up to now", highlight=False)
             lines: Iterator[bytes] = itertools.chain(history, live)
             if events > 0:
@@ -350,7 +350,8 @@ async def _live(
     progress = Progress()
     sink = sink_for(run.settings, run.endpoints.redis_url, max_wait=10)
     try:
-        async with serve(sink.client, sink.keys.prefix, host, port) as url:
+        options = Options.from_settings(run.settings, host)
+        async with serve(sink.client, sink.keys.prefix, host, port, options) as url:
             print(f"dashboard: {url}", flush=True)  # stdout: the one line scripts look for
             if open_browser:
                 webbrowser.open(url)
