@@ -62,7 +62,7 @@ from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.synthetic import SyntheticConfig, generate
 from sinks.redis_sink import RedisSink
 from streams import codec
-from streams.embedded import create_topics
+from streams.admin import create_topics, ensure_topics
 from streams.processing import CONSUMED
 from streams.runtime import (
     EndOffsets,
@@ -575,9 +575,7 @@ def _pipeline(
 
 
 async def _publish(run: ReplayRun, records: Sequence[Record]) -> None:
-    await create_topics(
-        run.endpoints.bootstrap, {run.settings.topic(n): run.settings.partitions for n in CONSUMED}
-    )
+    await ensure_topics(run.settings, run.endpoints.bootstrap)
     await _produce(run.endpoints.bootstrap, run.settings, records)
 
 

@@ -48,21 +48,20 @@ from typing import Any, TypeVar
 
 # aiokafka ships no py.typed marker; its admin objects are used as ``Any``.
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+
+from streams.admin import create_topics, topic_partition_count
 
 __all__ = [
     "BrokerStartError",
     "EmbeddedBroker",
     "EmbeddedRedis",
     "RedisStartError",
-    "create_topics",
     "end_offsets",
     "find_free_port",
     "find_redis_server_binary",
     "find_tansu_binary",
     "kafka_metadata_brokers",
     "redis_ping",
-    "topic_partition_count",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -79,9 +78,6 @@ _TANSU_ENV_VARS = (
     "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
-
-#: Kafka error code for TOPIC_ALREADY_EXISTS; creating topics is idempotent.
-_TOPIC_ALREADY_EXISTS = 36
 
 _T = TypeVar("_T")
 
@@ -271,70 +267,8 @@ def kafka_metadata_brokers(
 
 
 # --------------------------------------------------------------------------
-# Topic administration (aiokafka)
+# End offsets (Tansu-safe)
 # --------------------------------------------------------------------------
-
-
-async def create_topics(
-    bootstrap: str,
-    topics: Mapping[str, int],
-    *,
-    replication_factor: int = 1,
-    configs: Mapping[str, Mapping[str, str]] | None = None,
-    timeout: float = 10.0,
-    security: Mapping[str, Any] | None = None,
-) -> None:
-    """Create ``{name: partitions}`` topics; already-existing topics are fine.
-
-    `security`: aiokafka's security arguments (`Settings.aiokafka_security`),
-    so the worker can create its topics on a SASL/SSL cluster too.
-
-    Why explicit creation: Tansu auto-creates unknown topics on the first
-    Metadata request, but always with its default partition count (4 in the
-    bundled build) -- relying on that silently couples partitioning to a
-    broker default. Replication factor must be 1 on a single broker.
-    """
-    configs = configs or {}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {})
-    )
-    await admin.start()
-    try:
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    name, partitions, replication_factor, topic_configs=dict(configs.get(name, {}))
-                )
-                for name, partitions in topics.items()
-            ],
-            timeout_ms=int(timeout * 1000),
-        )
-        failures = [
-            f"{topic}: [{code}] {message}"
-            for topic, code, message in response.topic_errors
-            if code not in (0, _TOPIC_ALREADY_EXISTS)
-        ]
-        if failures:
-            raise RuntimeError("topic creation failed: " + "; ".join(failures))
-    finally:
-        await admin.close()
-
-
-async def topic_partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
-    """Return how many partitions *topic* has (0 if the broker reports an error).
-
-    Note: asking for metadata of an unknown topic makes Tansu auto-create it.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await admin.start()
-    try:
-        described: list[dict[str, Any]] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    for entry in described:
-        if entry["topic"] == topic and entry["error_code"] == 0:
-            return len(entry["partitions"])
-    return 0
 
 
 async def end_offsets(bootstrap: str, topic: str, *, timeout: float = 10.0) -> dict[int, int]:

@@ -47,13 +47,12 @@ from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untype
 
 from sinks.forwarder import AiokafkaOutput, OutboxForwarder
 from sinks.redis_sink import Fence, FencedError, Prepared, RedisSink
-from streams.embedded import create_topics
+from streams.admin import ensure_topics
 from streams.processing import (
     CONSUMED,
     CREDITS,
     DLQ,
     METRICS,
-    TOPICS,
     Batch,
     Message,
     Processor,
@@ -66,11 +65,6 @@ log = logging.getLogger(__name__)
 RESTART_EXIT_CODE = 70
 """A worker exits with this to be restarted: it stopped before applying, on purpose."""
 COMMIT_SECONDS = 1.0
-
-
-def all_topics(settings: Settings) -> dict[str, int]:
-    """Every topic the pipeline uses, with the partition count it needs."""
-    return {settings.topic(name): settings.partitions for name in TOPICS}
 
 
 class Worker:
@@ -94,7 +88,7 @@ class Worker:
         """Process until `stop` is set; then finish the batch in hand and leave cleanly."""
         settings = self.settings
         security = settings.aiokafka_security()
-        await create_topics(self.bootstrap, all_topics(settings), security=security)
+        await ensure_topics(settings, self.bootstrap)
         timeout_ms = int(settings.session_timeout * 1000)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, **security
