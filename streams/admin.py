@@ -17,6 +17,8 @@ on a production cluster and still work on a single local broker.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +109,7 @@ async def ensure_topics(
         timeout=timeout,
         security=security,
     )
-    counts = await topic_partition_counts(bootstrap, list(topics), timeout, security)
+    counts = await _led_partition_counts(bootstrap, list(topics), timeout, security)
     wrong = [
         f"{topic} has {counts.get(topic, 0)} partitions, PP_PARTITIONS is {wanted}"
         for topic, wanted in topics.items()
@@ -170,15 +172,40 @@ async def topic_partition_counts(
     security: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """``{topic: partitions}`` for the topics the broker describes without error."""
+    described = await _describe(bootstrap, topics, timeout, security)
+    return {topic: len(entry["partitions"]) for topic, entry in described.items()}
+
+
+async def _led_partition_counts(
+    bootstrap: str, topics: list[str], timeout: float, security: Mapping[str, Any] | None
+) -> dict[str, int]:
+    """`topic_partition_counts`, once every partition of `topics` has a leader.
+
+    Apache Kafka answers CreateTopics before the new partitions' leaders are
+    known to every broker; producing at once is refused (NOT_LEADER) and
+    retried by the client with a warning per partition.  Waiting here keeps
+    start-up quiet.  (Tansu has leaders at once.)
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        described = await _describe(bootstrap, topics, timeout, security)
+        led = all(p["leader"] >= 0 for entry in described.values() for p in entry["partitions"])
+        if (led and len(described) == len(topics)) or time.monotonic() > deadline:
+            return {topic: len(entry["partitions"]) for topic, entry in described.items()}
+        await asyncio.sleep(0.1)
+
+
+async def _describe(
+    bootstrap: str, topics: list[str], timeout: float, security: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Metadata of the `topics` the broker describes without error."""
     admin = _admin(bootstrap, timeout, security)
     await admin.start()
     try:
         described: list[dict[str, Any]] = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    return {
-        entry["topic"]: len(entry["partitions"]) for entry in described if entry["error_code"] == 0
-    }
+    return {entry["topic"]: entry for entry in described if entry["error_code"] == 0}
 
 
 async def topic_partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
