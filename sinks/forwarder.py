@@ -13,6 +13,15 @@ consumers drop duplicates by it.  See docs/guarantees.md, "Kafka outputs".
 
 Entries left pending by a forwarder that died are taken over by any other
 forwarder of the group (``XAUTOCLAIM``) once idle for `claim_idle` seconds.
+
+Where the broker has transactions (Apache Kafka), `forward_outbox` runs a
+`TransactionalForwarder` instead: exactly once for ``read_committed``
+consumers.  One forwarder at a time holds a lease in Redis and relays the
+outbox in order, each step one Kafka transaction that also commits, as the
+offset metadata of a consumer group, the id of the last entry it holds; a
+forwarder that takes over (after a crash) reads that id back and skips what
+was already committed.  Tansu has no transactions: at least once with ids, as
+above.  docs/decisions.md (ADR 6), docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from functools import lru_cache
 from typing import Any, Final
 
 import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+from aiokafka.errors import UnknownError, UnsupportedVersionError  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from redis import exceptions as rexc
 from redis.asyncio import Redis
@@ -40,6 +52,10 @@ __all__ = [
     "Flush",
     "OutboxForwarder",
     "Send",
+    "TransactionalForwarder",
+    "TransactionalOutput",
+    "TransactionsUnsupportedError",
+    "forward_outbox",
     "partition_of",
 ]
 
@@ -248,66 +264,334 @@ class OutboxForwarder:
             await pipe.execute()
         return len(entries)
 
-    def messages(self, entry_id: str, fields: dict[str, str]) -> list[tuple[str, bytes, bytes]]:
-        """The (topic, key, value) messages of one outbox entry, in a fixed order.
-
-        Metric updates first, then credit deltas; message ``i`` has the id
-        ``"<entry_id>:<i>"``, so re-producing an entry repeats the same ids.
-        """
-        out: list[tuple[str, bytes, bytes]] = []
-        for m in metric_updates(orjson.loads(fields.get("metrics", "[]"))):
-            value = {
-                "scope": m.scope,
-                "metric": m.metric,
-                "value": m.value,
-                "delta": m.delta,
-                "id": f"{entry_id}:{len(out)}",
-            }
-            out.append((self.metrics_topic, m.scope.encode(), orjson.dumps(value)))
-        for c in credit_deltas(orjson.loads(fields.get("credits", "[]"))):
-            value = {
-                "subject": c.subject,
-                "touch_id": c.touch_id,
-                "scopes": list(c.scopes),
-                "credit": f"{c.credit.numerator}/{c.credit.denominator}",
-                "units": c.units,
-                "cause": c.cause,
-                "id": f"{entry_id}:{len(out)}",
-            }
-            out.append((self.credits_topic, c.subject.encode(), orjson.dumps(value)))
-        return out
+    def messages(self, entry_id: str, fields: dict[str, str]) -> list[Message]:
+        """The messages of one outbox entry (`outbox_messages`)."""
+        return outbox_messages(entry_id, fields, self.metrics_topic, self.credits_topic)
 
     # --- the loop -------------------------------------------------------------
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Forward until `stop_event` is set; back off on errors, never drop an entry.
+        """Forward until `stop_event` is set (`run_with_backoff`)."""
+        await run_with_backoff(self.run_once, stop_event, self.consumer, self.backoff)
 
-        Any error (Redis unavailable, the producer failing) is logged and the
-        step retried after a capped exponential back-off; the entries stay
-        pending meanwhile.  Bad Redis credentials or permissions are raised.
-        """
-        first, cap = self.backoff
+
+Message = tuple[str, bytes, bytes]
+"""(topic, key, value) of one output message."""
+
+
+def outbox_messages(
+    entry_id: str, fields: dict[str, str], metrics_topic: str, credits_topic: str
+) -> list[Message]:
+    """The (topic, key, value) messages of one outbox entry, in a fixed order.
+
+    Metric updates first, then credit deltas; message ``i`` has the id
+    ``"<entry_id>:<i>"``, so re-producing an entry repeats the same ids.
+    """
+    out: list[Message] = []
+    for m in metric_updates(orjson.loads(fields.get("metrics", "[]"))):
+        value = {
+            "scope": m.scope,
+            "metric": m.metric,
+            "value": m.value,
+            "delta": m.delta,
+            "id": f"{entry_id}:{len(out)}",
+        }
+        out.append((metrics_topic, m.scope.encode(), orjson.dumps(value)))
+    for c in credit_deltas(orjson.loads(fields.get("credits", "[]"))):
+        value = {
+            "subject": c.subject,
+            "touch_id": c.touch_id,
+            "scopes": list(c.scopes),
+            "credit": f"{c.credit.numerator}/{c.credit.denominator}",
+            "units": c.units,
+            "cause": c.cause,
+            "id": f"{entry_id}:{len(out)}",
+        }
+        out.append((credits_topic, c.subject.encode(), orjson.dumps(value)))
+    return out
+
+
+async def run_with_backoff(
+    step: Callable[[], Awaitable[int]],
+    stop_event: asyncio.Event,
+    name: str,
+    backoff: tuple[float, float],
+) -> None:
+    """Run `step` until `stop_event` is set; back off on errors, never drop an entry.
+
+    Any error (Redis unavailable, the producer failing) is logged and the
+    step retried after a capped exponential back-off; the entries stay in the
+    outbox meanwhile.  Bad Redis credentials or permissions are raised.
+    """
+    first, cap = backoff
+    delay, failing_since = first, 0.0
+    while not stop_event.is_set():
+        try:
+            await step()
+        except (rexc.AuthenticationError, rexc.AuthorizationError):
+            raise
+        except Exception as exc:
+            failing_since = failing_since or time.monotonic()
+            log.warning(
+                "forwarder %s: %s: %s; retrying in %.1f s (failing for %.1f s)",
+                name,
+                type(exc).__name__,
+                exc,
+                delay,
+                time.monotonic() - failing_since,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_event.wait(), delay)
+            delay = min(delay * 2, cap)
+            continue
         delay, failing_since = first, 0.0
-        while not stop_event.is_set():
-            try:
-                await self.run_once()
-            except (rexc.AuthenticationError, rexc.AuthorizationError):
-                raise
-            except Exception as exc:
-                failing_since = failing_since or time.monotonic()
-                log.warning(
-                    "forwarder %s: %s: %s; retrying in %.1f s (failing for %.1f s)",
-                    self.consumer,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                    time.monotonic() - failing_since,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop_event.wait(), delay)
-                delay = min(delay * 2, cap)
-                continue
-            delay, failing_since = first, 0.0
+
+
+class TransactionsUnsupportedError(RuntimeError):
+    """The broker has no Kafka transactions (Tansu): outputs are at least once."""
+
+
+class TransactionalOutput:
+    """A transactional producer whose every commit records the last outbox entry it holds.
+
+    The record is the offset metadata of partition 0 of the metrics topic in
+    the consumer group `transactional_id` (no consumer ever joins it),
+    committed inside the transaction (``send_offsets_to_transaction``): the
+    messages and the record are visible together or not at all.  `open`
+    starts a new producer, which fences every earlier producer of the same
+    `transactional_id` (their open transaction is aborted), then reads the
+    record back.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        transactional_id: str,
+        metrics_topic: str,
+        security: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.transactional_id = transactional_id
+        self.progress = TopicPartition(metrics_topic, 0)
+        self.security = security or {}
+        self.producer: Any = None
+
+    async def open(self) -> str | None:
+        """Fence earlier producers; return the last committed outbox entry id (None: none)."""
+        await self.close()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            **self.security,
+        )
+        try:
+            await producer.start()
+        except (UnknownError, UnsupportedVersionError) as exc:
+            await producer.stop()
+            raise TransactionsUnsupportedError(str(exc)) from exc
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(
+                self.transactional_id, partitions=[self.progress]
+            )
+        finally:
+            await admin.close()
+        committed = offsets.get(self.progress)
+        return committed.metadata if committed is not None and committed.offset >= 0 else None
+
+    async def publish(self, messages: Sequence[Message], last_entry: str) -> None:
+        """One transaction: `messages`, and `last_entry` as the progress record."""
+        producer = self.producer
+        if producer is None:
+            raise RuntimeError("TransactionalOutput is not open")
+        await producer.begin_transaction()
+        try:
+            output = AiokafkaOutput(producer)
+            for topic, key, value in messages:
+                await output.send(topic, key, value)
+            await output.flush()
+            offset = int(last_entry.split("-")[0])  # the entry's millisecond: never decreases
+            await producer.send_offsets_to_transaction(
+                {self.progress: (offset, last_entry)}, self.transactional_id
+            )
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            raise
+
+    async def close(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+#: Acquire or extend the forwarder lease if free or ours (KEYS[1] lease, ARGV token, ms).
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class TransactionalForwarder:
+    """Relays ``<prefix>outbox`` to Kafka exactly once, for ``read_committed`` consumers.
+
+    Every worker runs one; the one holding the lease ``<prefix>outbox:lease``
+    (renewed every step, `lease` seconds long) forwards, the others wait to
+    take over.  The holder reads the outbox in id order (``XRANGE``), skips
+    the entries up to the last committed one (forwarded, but the forwarder
+    died before deleting them), publishes the others in one transaction
+    together with the new last id (`TransactionalOutput`), and only then
+    deletes them.  A holder that lost its lease, or a zombie, is fenced by
+    Kafka when the next holder opens its producer.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        output: TransactionalOutput,
+        *,
+        consumer: str,
+        prefix: str = DEFAULT_PREFIX,
+        metrics_topic: str = METRICS_TOPIC,
+        credits_topic: str = CREDITS_TOPIC,
+        count: int = 100,
+        block: float = 1.0,
+        lease: float = 10.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        self.client = client
+        self.output = output
+        self.consumer = consumer
+        self.keys = Keys(prefix)
+        self.lease_key = f"{self.keys.outbox}:lease"
+        self.metrics_topic = metrics_topic
+        self.credits_topic = credits_topic
+        self.count = count
+        self.block = block
+        self.lease = lease
+        self.backoff = backoff
+        self._last: str | None = None
+        """The last committed entry id while this forwarder's producer is open ("0-0": none)."""
+
+    async def run_once(self) -> int:
+        """Forward up to `count` entries if this forwarder holds the lease; how many."""
+        held = await self.client.eval(
+            _LEASE, 1, self.lease_key, self.consumer, round(self.lease * 1000)
+        )
+        if not held:
+            await self._close()
+            await asyncio.sleep(self.block)
+            return 0
+        try:
+            return await self._step()
+        except BaseException:
+            await self._close()  # reopened (and the state re-read) on the next step
+            raise
+
+    async def _step(self) -> int:
+        if self._last is None:
+            self._last = await self.output.open() or "0-0"
+        reply: Any = await self.client.xrange(self.keys.outbox, "-", "+", count=self.count)
+        entries = [_entry(e) for e in reply]
+        if not entries:
+            await self.client.xread(
+                {self.keys.outbox: self._last}, count=1, block=max(1, round(self.block * 1000))
+            )
+            return 0
+        fresh = [(i, f) for i, f in entries if _order(i) > _order(self._last)]
+        if fresh:
+            messages = [
+                m
+                for entry_id, fields in fresh
+                if fields
+                for m in outbox_messages(entry_id, fields, self.metrics_topic, self.credits_topic)
+            ]
+            await self.output.publish(messages, fresh[-1][0])
+            self._last = fresh[-1][0]
+        await self.client.xdel(self.keys.outbox, *(i for i, _ in entries))
+        return len(fresh)
+
+    async def _close(self) -> None:
+        self._last = None
+        await self.output.close()
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Forward until `stop_event` is set (`run_with_backoff`); give the lease back."""
+        try:
+            await run_with_backoff(self.run_once, stop_event, self.consumer, self.backoff)
+        finally:
+            await self._close()
+
+
+async def forward_outbox(
+    client: Redis,
+    bootstrap: str,
+    stop_event: asyncio.Event,
+    *,
+    consumer: str,
+    transactional_id: str,
+    prefix: str = DEFAULT_PREFIX,
+    metrics_topic: str = METRICS_TOPIC,
+    credits_topic: str = CREDITS_TOPIC,
+    security: dict[str, Any] | None = None,
+) -> None:
+    """Relay the outbox until `stop_event`: exactly once if the broker has transactions.
+
+    The broker is probed with a transactional producer of its own id (so the
+    probe fences no forwarder); a broker that refuses (Tansu) gets the
+    at-least-once `OutboxForwarder` with idempotency ids.
+    """
+    security = security or {}
+    output = TransactionalOutput(bootstrap, transactional_id, metrics_topic, security)
+    probe = TransactionalOutput(bootstrap, f"{transactional_id}.probe", metrics_topic, security)
+    try:
+        await probe.open()
+    except TransactionsUnsupportedError as exc:
+        log.warning("the broker has no transactions (%s): Kafka outputs are at least once", exc)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **security)
+        await producer.start()
+        try:
+            plain = AiokafkaOutput(producer)
+            await OutboxForwarder(
+                client,
+                plain.send,
+                plain.flush,
+                consumer=consumer,
+                prefix=prefix,
+                metrics_topic=metrics_topic,
+                credits_topic=credits_topic,
+            ).run(stop_event)
+        finally:
+            await producer.stop()
+        return
+    finally:
+        await probe.close()
+    await TransactionalForwarder(
+        client,
+        output,
+        consumer=consumer,
+        prefix=prefix,
+        metrics_topic=metrics_topic,
+        credits_topic=credits_topic,
+    ).run(stop_event)
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a comparable pair (``"1700000000000-3"`` -> ``(1700000000000, 3)``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _entry(raw: Any) -> Entry:

@@ -45,7 +45,7 @@ from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untype
     RangePartitionAssignor,
 )
 
-from sinks.forwarder import AiokafkaOutput, OutboxForwarder
+from sinks.forwarder import AiokafkaOutput, forward_outbox
 from sinks.redis_sink import Fence, FencedError, Prepared, RedisSink
 from streams.admin import ensure_topics
 from streams.processing import (
@@ -249,30 +249,20 @@ class Worker:
                 self.applied.pop(tp, None)
 
     async def _forward_outbox(self, stop: asyncio.Event) -> None:
-        """Relay the sink's outbox to `partnerpulse.metrics` / `partnerpulse.credits`.
-
-        Its own producer: delivery is awaited message by message before an
-        outbox entry is acknowledged (docs/guarantees.md).
-        """
+        """Relay the sink's outbox to `partnerpulse.metrics` / `partnerpulse.credits`:
+        exactly once where the broker has transactions (docs/guarantees.md)."""
         settings = self.settings
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", **settings.aiokafka_security()
+        await forward_outbox(
+            self.sink.client,
+            self.bootstrap,
+            stop,
+            consumer=self.token,
+            transactional_id=f"{settings.app_id}.outbox",
+            prefix=settings.key_prefix,
+            metrics_topic=settings.topic(METRICS),
+            credits_topic=settings.topic(CREDITS),
+            security=settings.aiokafka_security(),
         )
-        await producer.start()
-        try:
-            output = AiokafkaOutput(producer)
-            forwarder = OutboxForwarder(
-                self.sink.client,
-                output.send,
-                output.flush,
-                consumer=self.token,
-                prefix=settings.key_prefix,
-                metrics_topic=settings.topic(METRICS),
-                credits_topic=settings.topic(CREDITS),
-            )
-            await forwarder.run(stop)
-        finally:
-            await producer.stop()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
