@@ -64,6 +64,43 @@ logger.kafka.level = WARN
 _JVM_OPTIONS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
 
 
+def cluster_settings(brokers: int) -> dict[str, str]:
+    """Broker settings of a cluster of `brokers` that docker-compose.yml uses too.
+
+    The internal topics' replication follows the cluster size (3 when there
+    are 3 or more, as in production; 1 on one node), with 2 in-sync
+    replicas where there are 3;
+    ``group.initial.rebalance.delay.ms=0`` makes a consumer group usable at
+    once; ``auto.create.topics.enable=false`` is what managed clusters do, so
+    a topic the product forgot to create fails in the tests too
+    (streams/admin.py creates them all).
+    """
+    replicas = min(3, brokers)
+    return {
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min(2, replicas)),
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+    }
+
+
+QUICK = {
+    "offsets.topic.num.partitions": "4",
+    "transaction.state.log.num.partitions": "4",
+    "group.min.session.timeout.ms": "1000",
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "4000",
+    "num.network.threads": "2",
+    "num.io.threads": "2",
+    "num.recovery.threads.per.data.dir": "1",
+}
+"""Test-only tuning, not for production: few internal partitions (quick group
+and transaction coordinator start), session timeouts down to 1 s (Kafka's
+floor is 6 s; the chaos tests use 3 s so a killed worker's partitions move
+on quickly), a killed broker fenced within 4 s, few threads (2-core CI)."""
+
+
 def kafka_cache_dir(version: str = KAFKA_VERSION) -> Path:
     """Where the jars of `version` are cached (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -257,21 +294,9 @@ class KafkaCluster:
     # -- internals --------------------------------------------------------------
 
     def _node_config(self, node: int) -> str:
-        """``server.properties`` of one node.
-
-        Why each non-default: the internal topics' replication follows the
-        cluster size (3 when there are 3, as production; 1 on one node);
-        ``group.initial.rebalance.delay.ms=0`` and few partitions for the
-        internal topics make a consumer group usable at once; session timeouts
-        down to 1 s are accepted (Kafka's floor is 6 s; the chaos tests use 3 s
-        so a killed worker's partitions move on quickly); a quicker broker
-        heartbeat makes the controller fence a killed broker within seconds;
-        ``auto.create.topics.enable=false`` is what managed clusters do, so a
-        topic the product forgot to create fails here too.
-        """
+        """``server.properties`` of one node: its addresses, `cluster_settings`, `QUICK`."""
         port, controller = self._ports[node]
         voters = ",".join(f"{i}@{LOOPBACK}:{c}" for i, (_, c) in enumerate(self._ports))
-        replicas = min(3, self.brokers)
         settings = {
             "process.roles": "broker,controller",
             "node.id": node,
@@ -282,22 +307,8 @@ class KafkaCluster:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "controller.quorum.voters": voters,
             "log.dirs": str(self.folder / f"node-{node}"),
-            "offsets.topic.replication.factor": replicas,
-            "offsets.topic.num.partitions": 4,
-            "transaction.state.log.replication.factor": replicas,
-            "transaction.state.log.min.isr": min(2, replicas),
-            "transaction.state.log.num.partitions": 4,
-            "min.insync.replicas": 1,
-            "default.replication.factor": replicas,
-            "group.initial.rebalance.delay.ms": 0,
-            "group.min.session.timeout.ms": 1000,
-            "auto.create.topics.enable": "false",
-            "broker.heartbeat.interval.ms": 500,
-            "broker.session.timeout.ms": 4000,
-            "num.network.threads": 2,
-            "num.io.threads": 2,
-            "num.recovery.threads.per.data.dir": 1,
-            "log.retention.check.interval.ms": 600000,
+            **cluster_settings(self.brokers),
+            **QUICK,
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

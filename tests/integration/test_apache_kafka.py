@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.admin.config_resource import (  # type: ignore[import-untyped]
     ConfigResource,
@@ -25,7 +26,14 @@ from streams.admin import (
     ensure_topics,
     topic_partition_count,
 )
-from streams.apache_kafka import KAFKA_VERSION, KafkaCluster, kafka_cache_dir, kafka_libs
+from streams.apache_kafka import (
+    KAFKA_VERSION,
+    QUICK,
+    KafkaCluster,
+    cluster_settings,
+    kafka_cache_dir,
+    kafka_libs,
+)
 from streams.embedded import kafka_metadata_brokers
 from streams.settings import Settings
 
@@ -136,3 +144,14 @@ def test_a_killed_node_restarts_on_its_data_and_stop_ends_its_jvm() -> None:
     for pid in (first, second):
         assert pid is not None
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_compose_runs_the_tested_kafka_release_and_settings() -> None:
+    """docker-compose.yml's Kafka is the release and the settings the tests run."""
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    env = kafka["environment"]
+    for key, value in cluster_settings(1).items():
+        assert env["KAFKA_" + key.upper().replace(".", "_")] == value, key
+    assert not set(QUICK) & {k.removeprefix("KAFKA_").lower().replace("_", ".") for k in env}
