@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
@@ -133,7 +133,55 @@ def partition_of(key: str | bytes, partitions: int) -> int:
     return int((murmur2(raw) & 0x7FFFFFFF) % partitions)
 
 
-class OutboxForwarder:
+Message = tuple[str, bytes, bytes]
+"""(topic, key, value) of one output message."""
+
+
+class RelayOptions(TypedDict, total=False):
+    """What both forwarders take besides their producer (defaults in `_Relay`)."""
+
+    prefix: str
+    metrics_topic: str
+    credits_topic: str
+    count: int
+    """Most outbox entries per step."""
+    block: float
+    """Seconds a step waits for new entries (0: does not wait)."""
+    backoff: tuple[float, float]
+    """First and longest pause after a failed step."""
+
+
+class _Relay:
+    """The part both forwarders share: where the outbox is, where it goes, the loop."""
+
+    def __init__(self, client: Redis, consumer: str, options: RelayOptions) -> None:
+        count, block = options.get("count", 100), options.get("block", 1.0)
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if block < 0:
+            raise ValueError("block must be >= 0")
+        self.client = client
+        self.consumer = consumer
+        self.keys = Keys(options.get("prefix", DEFAULT_PREFIX))
+        self.metrics_topic = options.get("metrics_topic", METRICS_TOPIC)
+        self.credits_topic = options.get("credits_topic", CREDITS_TOPIC)
+        self.count = count
+        self.block = block
+        self.backoff = options.get("backoff", (0.1, 5.0))
+
+    def messages(self, entry_id: str, fields: dict[str, str]) -> list[Message]:
+        """The messages of one outbox entry (`outbox_messages`)."""
+        return outbox_messages(entry_id, fields, self.metrics_topic, self.credits_topic)
+
+    async def run_once(self) -> int:
+        raise NotImplementedError
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Forward until `stop_event` is set (`run_with_backoff`)."""
+        await run_with_backoff(self.run_once, stop_event, self.consumer, self.backoff)
+
+
+class OutboxForwarder(_Relay):
     """Relays ``<prefix>outbox`` entries to Kafka, at least once, with idempotency keys.
 
     `send` and `flush` are the producer (see `Send`, `Flush`, `AiokafkaOutput`).
@@ -152,31 +200,17 @@ class OutboxForwarder:
         flush: Flush,
         *,
         consumer: str,
-        prefix: str = DEFAULT_PREFIX,
         group: str = "forwarder",
-        metrics_topic: str = METRICS_TOPIC,
-        credits_topic: str = CREDITS_TOPIC,
-        count: int = 100,
-        block: float = 1.0,
         claim_idle: float = 60.0,
-        backoff: tuple[float, float] = (0.1, 5.0),
+        **options: Unpack[RelayOptions],
     ) -> None:
-        if count < 1:
-            raise ValueError("count must be >= 1")
-        if block < 0 or claim_idle < 0:
+        super().__init__(client, consumer, options)
+        if claim_idle < 0:
             raise ValueError("block and claim_idle must be >= 0")
-        self.client = client
         self.send = send
         self.flush = flush
-        self.consumer = consumer
-        self.keys = Keys(prefix)
         self.group = group
-        self.metrics_topic = metrics_topic
-        self.credits_topic = credits_topic
-        self.count = count
-        self.block = block
         self.claim_idle = claim_idle
-        self.backoff = backoff
         self._group_ready = False
         self._claim_cursor = "0-0"
 
@@ -263,20 +297,6 @@ class OutboxForwarder:
             pipe.xdel(self.keys.outbox, *ids)
             await pipe.execute()
         return len(entries)
-
-    def messages(self, entry_id: str, fields: dict[str, str]) -> list[Message]:
-        """The messages of one outbox entry (`outbox_messages`)."""
-        return outbox_messages(entry_id, fields, self.metrics_topic, self.credits_topic)
-
-    # --- the loop -------------------------------------------------------------
-
-    async def run(self, stop_event: asyncio.Event) -> None:
-        """Forward until `stop_event` is set (`run_with_backoff`)."""
-        await run_with_backoff(self.run_once, stop_event, self.consumer, self.backoff)
-
-
-Message = tuple[str, bytes, bytes]
-"""(topic, key, value) of one output message."""
 
 
 def outbox_messages(
@@ -444,7 +464,14 @@ return 0
 """
 
 
-class TransactionalForwarder:
+#: Delete the forwarder lease if it is ours (KEYS[1] lease, ARGV[1] token).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class TransactionalForwarder(_Relay):
     """Relays ``<prefix>outbox`` to Kafka exactly once, for ``read_committed`` consumers.
 
     Every worker runs one; the one holding the lease ``<prefix>outbox:lease``
@@ -463,25 +490,13 @@ class TransactionalForwarder:
         output: TransactionalOutput,
         *,
         consumer: str,
-        prefix: str = DEFAULT_PREFIX,
-        metrics_topic: str = METRICS_TOPIC,
-        credits_topic: str = CREDITS_TOPIC,
-        count: int = 100,
-        block: float = 1.0,
         lease: float = 10.0,
-        backoff: tuple[float, float] = (0.1, 5.0),
+        **options: Unpack[RelayOptions],
     ) -> None:
-        self.client = client
+        super().__init__(client, consumer, options)
         self.output = output
-        self.consumer = consumer
-        self.keys = Keys(prefix)
         self.lease_key = f"{self.keys.outbox}:lease"
-        self.metrics_topic = metrics_topic
-        self.credits_topic = credits_topic
-        self.count = count
-        self.block = block
         self.lease = lease
-        self.backoff = backoff
         self._last: str | None = None
         """The last committed entry id while this forwarder's producer is open ("0-0": none)."""
 
@@ -513,10 +528,7 @@ class TransactionalForwarder:
         fresh = [(i, f) for i, f in entries if _order(i) > _order(self._last)]
         if fresh:
             messages = [
-                m
-                for entry_id, fields in fresh
-                if fields
-                for m in outbox_messages(entry_id, fields, self.metrics_topic, self.credits_topic)
+                m for entry_id, fields in fresh if fields for m in self.messages(entry_id, fields)
             ]
             await self.output.publish(messages, fresh[-1][0])
             self._last = fresh[-1][0]
@@ -528,11 +540,14 @@ class TransactionalForwarder:
         await self.output.close()
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Forward until `stop_event` is set (`run_with_backoff`); give the lease back."""
+        """Forward until `stop_event` is set; then give the lease back, so a
+        standby takes over at once instead of after the lease."""
         try:
-            await run_with_backoff(self.run_once, stop_event, self.consumer, self.backoff)
+            await super().run(stop_event)
         finally:
             await self._close()
+            with contextlib.suppress(Exception):  # Redis gone: the lease expires
+                await self.client.eval(_RELEASE, 1, self.lease_key, self.consumer)
 
 
 async def forward_outbox(

@@ -32,11 +32,11 @@ import time
 import uuid
 from importlib.resources import files
 from pathlib import Path
-from types import TracebackType
 
 from streams.embedded import (
     LOOPBACK,
     BrokerStartError,
+    Service,
     _tail,
     _terminate,
     find_free_port,
@@ -157,7 +157,7 @@ def kafka_libs(version: str = KAFKA_VERSION, *, timeout: float = 900.0) -> Path:
     return libs
 
 
-class KafkaCluster:
+class KafkaCluster(Service):
     """`brokers` Apache Kafka nodes (KRaft, broker + controller) on loopback.
 
     Usage::
@@ -279,17 +279,6 @@ class KafkaCluster:
             raise RuntimeError(f"node {node} is running")
         self._procs[node] = self._spawn(kafka_libs(self.version), node)
         self._wait_ready([node])
-
-    def __enter__(self) -> KafkaCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals --------------------------------------------------------------
 

@@ -50,7 +50,7 @@ import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 # aiokafka ships no py.typed marker; its admin objects are used as ``Any``.
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
@@ -86,6 +86,27 @@ _TANSU_ENV_VARS = (
 )
 
 _T = TypeVar("_T")
+
+
+class Service:
+    """``with`` support for the local servers here: `start` on entry, `stop` on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class BrokerStartError(RuntimeError):
@@ -326,7 +347,7 @@ async def end_offsets(bootstrap: str, topic: str, *, timeout: float = 10.0) -> d
 # --------------------------------------------------------------------------
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Service):
     """A throw-away, in-memory Tansu broker on ``127.0.0.1:<free port>``.
 
     Usage::
@@ -461,17 +482,6 @@ class EmbeddedBroker:
         self._cleanup_files()
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- topics ----------------------------------------------------------------
 
     async def create_topics(
@@ -587,7 +597,7 @@ def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
     return reply.startswith(b"+PONG")
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(Service):
     """A Redis URL that is guaranteed to answer ``PING`` while in the context.
 
     With `preferred_port` set, reuses a Redis answering there (nothing is
@@ -725,14 +735,3 @@ class EmbeddedRedis:
             self._tmpdir = None
         self._host = self._port = None
         atexit.unregister(self.stop)
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
