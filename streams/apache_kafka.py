@@ -15,7 +15,8 @@ processes, each a combined broker + controller, on ``127.0.0.1``:
 
 The broker settings are tuned for quick starts and short rebalances
 (``group.initial.rebalance.delay.ms=0``, few internal partitions) and for
-production-like topic handling (no auto-created topics), see `_node_config`.
+production-like topic handling (no auto-created topics): `cluster_settings`
+(shared with docker-compose.yml) and `QUICK` (test-only tuning).
 """
 
 from __future__ import annotations
@@ -43,7 +44,14 @@ from streams.embedded import (
     kafka_metadata_brokers,
 )
 
-__all__ = ["KAFKA_VERSION", "KafkaCluster", "kafka_cache_dir", "kafka_libs"]
+__all__ = [
+    "KAFKA_VERSION",
+    "QUICK",
+    "KafkaCluster",
+    "cluster_settings",
+    "kafka_cache_dir",
+    "kafka_libs",
+]
 
 KAFKA_VERSION = "4.1.1"
 """The Apache Kafka release the tests, the embedded broker and docker-compose.yml run."""
