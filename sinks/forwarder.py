@@ -396,8 +396,11 @@ class TransactionalOutput:
         self.security = security or {}
         self.producer: Any = None
 
-    async def open(self) -> str | None:
-        """Fence earlier producers; return the last committed outbox entry id (None: none)."""
+    async def start(self) -> None:
+        """A new producer: fences every earlier one of the same `transactional_id`.
+
+        Raises `TransactionsUnsupportedError` on a broker without transactions.
+        """
         await self.close()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
@@ -415,6 +418,10 @@ class TransactionalOutput:
             await producer.stop()
             raise
         self.producer = producer
+
+    async def open(self) -> str | None:
+        """`start`, then the last committed outbox entry id (None: none yet)."""
+        await self.start()
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
         await admin.start()
         try:
@@ -557,10 +564,8 @@ async def forward_outbox(
     *,
     consumer: str,
     transactional_id: str,
-    prefix: str = DEFAULT_PREFIX,
-    metrics_topic: str = METRICS_TOPIC,
-    credits_topic: str = CREDITS_TOPIC,
     security: dict[str, Any] | None = None,
+    **options: Unpack[RelayOptions],
 ) -> None:
     """Relay the outbox until `stop_event`: exactly once if the broker has transactions.
 
@@ -569,38 +574,49 @@ async def forward_outbox(
     at-least-once `OutboxForwarder` with idempotency ids.
     """
     security = security or {}
-    output = TransactionalOutput(bootstrap, transactional_id, metrics_topic, security)
+    metrics_topic = options.get("metrics_topic", METRICS_TOPIC)
     probe = TransactionalOutput(bootstrap, f"{transactional_id}.probe", metrics_topic, security)
-    try:
-        await probe.open()
-    except TransactionsUnsupportedError as exc:
-        log.warning("the broker has no transactions (%s): Kafka outputs are at least once", exc)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **security)
-        await producer.start()
-        try:
-            plain = AiokafkaOutput(producer)
-            await OutboxForwarder(
-                client,
-                plain.send,
-                plain.flush,
-                consumer=consumer,
-                prefix=prefix,
-                metrics_topic=metrics_topic,
-                credits_topic=credits_topic,
-            ).run(stop_event)
-        finally:
-            await producer.stop()
+    transactions = await _has_transactions(probe, stop_event, options.get("backoff", (0.1, 5.0)))
+    if transactions is None:  # stopped while probing
         return
+    if transactions:
+        output = TransactionalOutput(bootstrap, transactional_id, metrics_topic, security)
+        await TransactionalForwarder(client, output, consumer=consumer, **options).run(stop_event)
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **security)
+    await producer.start()
+    try:
+        plain = AiokafkaOutput(producer)
+        forwarder = OutboxForwarder(client, plain.send, plain.flush, consumer=consumer, **options)
+        await forwarder.run(stop_event)
     finally:
-        await probe.close()
-    await TransactionalForwarder(
-        client,
-        output,
-        consumer=consumer,
-        prefix=prefix,
-        metrics_topic=metrics_topic,
-        credits_topic=credits_topic,
-    ).run(stop_event)
+        await producer.stop()
+
+
+async def _has_transactions(
+    probe: TransactionalOutput, stop_event: asyncio.Event, backoff: tuple[float, float]
+) -> bool | None:
+    """Whether the broker has transactions; None if stopped before it answered.
+
+    Other errors (the broker not reachable yet, its transaction coordinator
+    still loading) are retried with the forwarders' back-off.
+    """
+    delay = backoff[0]
+    while not stop_event.is_set():
+        try:
+            await probe.start()
+            return True
+        except TransactionsUnsupportedError as exc:
+            log.warning("the broker has no transactions (%s): Kafka outputs are at least once", exc)
+            return False
+        except Exception as exc:
+            log.warning("probing the broker for transactions: %s: %s", type(exc).__name__, exc)
+        finally:
+            await probe.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), delay)
+        delay = min(delay * 2, backoff[1])
+    return None
 
 
 def _order(entry_id: str) -> tuple[int, int]:
