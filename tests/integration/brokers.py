@@ -1,7 +1,8 @@
 """The broker the streaming tests run on: Tansu and Apache Kafka, one of each per session.
 
 Tests that take the `broker` fixture run twice, once per broker kind
-(`[tansu]`, `[apache-kafka]`, the latter also marked ``apache_kafka``).
+(`[tansu]`, `[apache-kafka]`, the latter also marked ``apache_kafka``);
+tests/conftest.py makes it available to every test directory.
 Each kind is started once for the whole session (Apache Kafka's JVM takes
 seconds to start; the tests isolate themselves by topic prefix and consumer
 group), and pytest groups the tests by kind, so only one broker runs at a

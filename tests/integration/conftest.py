@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.brokers import broker
 from tests.integration.redis_servers import free_port, stop
 
 
@@ -18,6 +17,3 @@ def redis_server() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
     yield free_port(), procs
     for proc in procs:
         stop(proc)
-
-
-__all__ = ["broker", "redis_server"]
