@@ -13,6 +13,15 @@ consumers drop duplicates by it.  See docs/guarantees.md, "Kafka outputs".
 
 Entries left pending by a forwarder that died are taken over by any other
 forwarder of the group (``XAUTOCLAIM``) once idle for `claim_idle` seconds.
+
+Where the broker has transactions (Apache Kafka), `forward_outbox` runs a
+`TransactionalForwarder` instead: exactly once for ``read_committed``
+consumers.  One forwarder at a time holds a lease in Redis and relays the
+outbox in order, each step one Kafka transaction that also commits, as the
+offset metadata of a consumer group, the id of the last entry it holds; a
+forwarder that takes over (after a crash) reads that id back and skips what
+was already committed.  Tansu has no transactions: at least once with ids, as
+above.  docs/decisions.md (ADR 7), docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -23,9 +32,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+from aiokafka.errors import UnknownError, UnsupportedVersionError  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from redis import exceptions as rexc
 from redis.asyncio import Redis
@@ -40,6 +52,10 @@ __all__ = [
     "Flush",
     "OutboxForwarder",
     "Send",
+    "TransactionalForwarder",
+    "TransactionalOutput",
+    "TransactionsUnsupportedError",
+    "forward_outbox",
     "partition_of",
 ]
 
@@ -117,7 +133,55 @@ def partition_of(key: str | bytes, partitions: int) -> int:
     return int((murmur2(raw) & 0x7FFFFFFF) % partitions)
 
 
-class OutboxForwarder:
+Message = tuple[str, bytes, bytes]
+"""(topic, key, value) of one output message."""
+
+
+class RelayOptions(TypedDict, total=False):
+    """What both forwarders take besides their producer (defaults in `_Relay`)."""
+
+    prefix: str
+    metrics_topic: str
+    credits_topic: str
+    count: int
+    """Most outbox entries per step."""
+    block: float
+    """Seconds a step waits for new entries (0: does not wait)."""
+    backoff: tuple[float, float]
+    """First and longest pause after a failed step."""
+
+
+class _Relay:
+    """The part both forwarders share: where the outbox is, where it goes, the loop."""
+
+    def __init__(self, client: Redis, consumer: str, options: RelayOptions) -> None:
+        count, block = options.get("count", 100), options.get("block", 1.0)
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if block < 0:
+            raise ValueError("block must be >= 0")
+        self.client = client
+        self.consumer = consumer
+        self.keys = Keys(options.get("prefix", DEFAULT_PREFIX))
+        self.metrics_topic = options.get("metrics_topic", METRICS_TOPIC)
+        self.credits_topic = options.get("credits_topic", CREDITS_TOPIC)
+        self.count = count
+        self.block = block
+        self.backoff = options.get("backoff", (0.1, 5.0))
+
+    def messages(self, entry_id: str, fields: dict[str, str]) -> list[Message]:
+        """The messages of one outbox entry (`outbox_messages`)."""
+        return outbox_messages(entry_id, fields, self.metrics_topic, self.credits_topic)
+
+    async def run_once(self) -> int:
+        raise NotImplementedError
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Forward until `stop_event` is set (`run_with_backoff`)."""
+        await run_with_backoff(self.run_once, stop_event, self.consumer, self.backoff)
+
+
+class OutboxForwarder(_Relay):
     """Relays ``<prefix>outbox`` entries to Kafka, at least once, with idempotency keys.
 
     `send` and `flush` are the producer (see `Send`, `Flush`, `AiokafkaOutput`).
@@ -136,31 +200,17 @@ class OutboxForwarder:
         flush: Flush,
         *,
         consumer: str,
-        prefix: str = DEFAULT_PREFIX,
         group: str = "forwarder",
-        metrics_topic: str = METRICS_TOPIC,
-        credits_topic: str = CREDITS_TOPIC,
-        count: int = 100,
-        block: float = 1.0,
         claim_idle: float = 60.0,
-        backoff: tuple[float, float] = (0.1, 5.0),
+        **options: Unpack[RelayOptions],
     ) -> None:
-        if count < 1:
-            raise ValueError("count must be >= 1")
-        if block < 0 or claim_idle < 0:
+        super().__init__(client, consumer, options)
+        if claim_idle < 0:
             raise ValueError("block and claim_idle must be >= 0")
-        self.client = client
         self.send = send
         self.flush = flush
-        self.consumer = consumer
-        self.keys = Keys(prefix)
         self.group = group
-        self.metrics_topic = metrics_topic
-        self.credits_topic = credits_topic
-        self.count = count
-        self.block = block
         self.claim_idle = claim_idle
-        self.backoff = backoff
         self._group_ready = False
         self._claim_cursor = "0-0"
 
@@ -248,66 +298,331 @@ class OutboxForwarder:
             await pipe.execute()
         return len(entries)
 
-    def messages(self, entry_id: str, fields: dict[str, str]) -> list[tuple[str, bytes, bytes]]:
-        """The (topic, key, value) messages of one outbox entry, in a fixed order.
 
-        Metric updates first, then credit deltas; message ``i`` has the id
-        ``"<entry_id>:<i>"``, so re-producing an entry repeats the same ids.
+def outbox_messages(
+    entry_id: str, fields: dict[str, str], metrics_topic: str, credits_topic: str
+) -> list[Message]:
+    """The (topic, key, value) messages of one outbox entry, in a fixed order.
+
+    Metric updates first, then credit deltas; message ``i`` has the id
+    ``"<entry_id>:<i>"``, so re-producing an entry repeats the same ids.
+    """
+    out: list[Message] = []
+    for m in metric_updates(orjson.loads(fields.get("metrics", "[]"))):
+        value = {
+            "scope": m.scope,
+            "metric": m.metric,
+            "value": m.value,
+            "delta": m.delta,
+            "id": f"{entry_id}:{len(out)}",
+        }
+        out.append((metrics_topic, m.scope.encode(), orjson.dumps(value)))
+    for c in credit_deltas(orjson.loads(fields.get("credits", "[]"))):
+        value = {
+            "subject": c.subject,
+            "touch_id": c.touch_id,
+            "scopes": list(c.scopes),
+            "credit": f"{c.credit.numerator}/{c.credit.denominator}",
+            "units": c.units,
+            "cause": c.cause,
+            "id": f"{entry_id}:{len(out)}",
+        }
+        out.append((credits_topic, c.subject.encode(), orjson.dumps(value)))
+    return out
+
+
+async def run_with_backoff(
+    step: Callable[[], Awaitable[int]],
+    stop_event: asyncio.Event,
+    name: str,
+    backoff: tuple[float, float],
+) -> None:
+    """Run `step` until `stop_event` is set; back off on errors, never drop an entry.
+
+    Any error (Redis unavailable, the producer failing) is logged and the
+    step retried after a capped exponential back-off; the entries stay in the
+    outbox meanwhile.  Bad Redis credentials or permissions are raised.
+    """
+    first, cap = backoff
+    delay, failing_since = first, 0.0
+    while not stop_event.is_set():
+        try:
+            await step()
+        except (rexc.AuthenticationError, rexc.AuthorizationError):
+            raise
+        except Exception as exc:
+            failing_since = failing_since or time.monotonic()
+            log.warning(
+                "forwarder %s: %s: %s; retrying in %.1f s (failing for %.1f s)",
+                name,
+                type(exc).__name__,
+                exc,
+                delay,
+                time.monotonic() - failing_since,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_event.wait(), delay)
+            delay = min(delay * 2, cap)
+            continue
+        delay, failing_since = first, 0.0
+
+
+class TransactionsUnsupportedError(RuntimeError):
+    """The broker has no Kafka transactions (Tansu): outputs are at least once."""
+
+
+class TransactionalOutput:
+    """A transactional producer whose every commit records the last outbox entry it holds.
+
+    The record is the offset metadata of partition 0 of the metrics topic in
+    the consumer group `transactional_id` (no consumer ever joins it),
+    committed inside the transaction (``send_offsets_to_transaction``): the
+    messages and the record are visible together or not at all.  `open`
+    starts a new producer, which fences every earlier producer of the same
+    `transactional_id` (their open transaction is aborted), then reads the
+    record back.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        transactional_id: str,
+        metrics_topic: str,
+        security: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.transactional_id = transactional_id
+        self.progress = TopicPartition(metrics_topic, 0)
+        self.security = security or {}
+        self.producer: Any = None
+
+    async def start(self) -> None:
+        """A new producer: fences every earlier one of the same `transactional_id`.
+
+        Raises `TransactionsUnsupportedError` on a broker without transactions.
         """
-        out: list[tuple[str, bytes, bytes]] = []
-        for m in metric_updates(orjson.loads(fields.get("metrics", "[]"))):
-            value = {
-                "scope": m.scope,
-                "metric": m.metric,
-                "value": m.value,
-                "delta": m.delta,
-                "id": f"{entry_id}:{len(out)}",
-            }
-            out.append((self.metrics_topic, m.scope.encode(), orjson.dumps(value)))
-        for c in credit_deltas(orjson.loads(fields.get("credits", "[]"))):
-            value = {
-                "subject": c.subject,
-                "touch_id": c.touch_id,
-                "scopes": list(c.scopes),
-                "credit": f"{c.credit.numerator}/{c.credit.denominator}",
-                "units": c.units,
-                "cause": c.cause,
-                "id": f"{entry_id}:{len(out)}",
-            }
-            out.append((self.credits_topic, c.subject.encode(), orjson.dumps(value)))
-        return out
+        await self.close()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            **self.security,
+        )
+        try:
+            await producer.start()
+        except (UnknownError, UnsupportedVersionError) as exc:
+            await producer.stop()
+            raise TransactionsUnsupportedError(str(exc)) from exc
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
 
-    # --- the loop -------------------------------------------------------------
+    async def open(self) -> str | None:
+        """`start`, then the last committed outbox entry id (None: none yet)."""
+        await self.start()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(
+                self.transactional_id, partitions=[self.progress]
+            )
+        finally:
+            await admin.close()
+        committed = offsets.get(self.progress)
+        return committed.metadata if committed is not None and committed.offset >= 0 else None
+
+    async def publish(self, messages: Sequence[Message], last_entry: str) -> None:
+        """One transaction: `messages`, and `last_entry` as the progress record."""
+        producer = self.producer
+        if producer is None:
+            raise RuntimeError("TransactionalOutput is not open")
+        await producer.begin_transaction()
+        try:
+            output = AiokafkaOutput(producer)
+            for topic, key, value in messages:
+                await output.send(topic, key, value)
+            await output.flush()
+            offset = int(last_entry.split("-")[0])  # the entry's millisecond: never decreases
+            await producer.send_offsets_to_transaction(
+                {self.progress: (offset, last_entry)}, self.transactional_id
+            )
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            raise
+
+    async def close(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+#: Acquire or extend the forwarder lease if free or ours (KEYS[1] lease, ARGV token, ms).
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+#: Delete the forwarder lease if it is ours (KEYS[1] lease, ARGV[1] token).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class TransactionalForwarder(_Relay):
+    """Relays ``<prefix>outbox`` to Kafka exactly once, for ``read_committed`` consumers.
+
+    Every worker runs one; the one holding the lease ``<prefix>outbox:lease``
+    (renewed every step, `lease` seconds long) forwards, the others wait to
+    take over.  The holder reads the outbox in id order (``XRANGE``), skips
+    the entries up to the last committed one (forwarded, but the forwarder
+    died before deleting them), publishes the others in one transaction
+    together with the new last id (`TransactionalOutput`), and only then
+    deletes them.  A holder that lost its lease, or a zombie, is fenced by
+    Kafka when the next holder opens its producer.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        output: TransactionalOutput,
+        *,
+        consumer: str,
+        lease: float = 10.0,
+        **options: Unpack[RelayOptions],
+    ) -> None:
+        super().__init__(client, consumer, options)
+        self.output = output
+        self.lease_key = f"{self.keys.outbox}:lease"
+        self.lease = lease
+        self._last: str | None = None
+        """The last committed entry id while this forwarder's producer is open ("0-0": none)."""
+
+    async def run_once(self) -> int:
+        """Forward up to `count` entries if this forwarder holds the lease; how many."""
+        held = await self.client.eval(
+            _LEASE, 1, self.lease_key, self.consumer, round(self.lease * 1000)
+        )
+        if not held:
+            await self._close()
+            await asyncio.sleep(self.block)
+            return 0
+        try:
+            return await self._step()
+        except BaseException:
+            await self._close()  # reopened (and the state re-read) on the next step
+            raise
+
+    async def _step(self) -> int:
+        if self._last is None:
+            self._last = await self.output.open() or "0-0"
+        reply: Any = await self.client.xrange(self.keys.outbox, "-", "+", count=self.count)
+        entries = [_entry(e) for e in reply]
+        if not entries:
+            await self.client.xread(
+                {self.keys.outbox: self._last}, count=1, block=max(1, round(self.block * 1000))
+            )
+            return 0
+        fresh = [(i, f) for i, f in entries if _order(i) > _order(self._last)]
+        if fresh:
+            messages = [
+                m for entry_id, fields in fresh if fields for m in self.messages(entry_id, fields)
+            ]
+            await self.output.publish(messages, fresh[-1][0])
+            self._last = fresh[-1][0]
+        await self.client.xdel(self.keys.outbox, *(i for i, _ in entries))
+        return len(fresh)
+
+    async def _close(self) -> None:
+        self._last = None
+        await self.output.close()
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Forward until `stop_event` is set; back off on errors, never drop an entry.
+        """Forward until `stop_event` is set; then give the lease back, so a
+        standby takes over at once instead of after the lease."""
+        try:
+            await super().run(stop_event)
+        finally:
+            await self._close()
+            with contextlib.suppress(Exception):  # Redis gone: the lease expires
+                await self.client.eval(_RELEASE, 1, self.lease_key, self.consumer)
 
-        Any error (Redis unavailable, the producer failing) is logged and the
-        step retried after a capped exponential back-off; the entries stay
-        pending meanwhile.  Bad Redis credentials or permissions are raised.
-        """
-        first, cap = self.backoff
-        delay, failing_since = first, 0.0
-        while not stop_event.is_set():
-            try:
-                await self.run_once()
-            except (rexc.AuthenticationError, rexc.AuthorizationError):
-                raise
-            except Exception as exc:
-                failing_since = failing_since or time.monotonic()
-                log.warning(
-                    "forwarder %s: %s: %s; retrying in %.1f s (failing for %.1f s)",
-                    self.consumer,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                    time.monotonic() - failing_since,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop_event.wait(), delay)
-                delay = min(delay * 2, cap)
-                continue
-            delay, failing_since = first, 0.0
+
+async def forward_outbox(
+    client: Redis,
+    bootstrap: str,
+    stop_event: asyncio.Event,
+    *,
+    consumer: str,
+    transactional_id: str,
+    security: dict[str, Any] | None = None,
+    **options: Unpack[RelayOptions],
+) -> None:
+    """Relay the outbox until `stop_event`: exactly once if the broker has transactions.
+
+    The broker is probed with a transactional producer of its own id (so the
+    probe fences no forwarder); a broker that refuses (Tansu) gets the
+    at-least-once `OutboxForwarder` with idempotency ids.
+    """
+    security = security or {}
+    metrics_topic = options.get("metrics_topic", METRICS_TOPIC)
+    probe = TransactionalOutput(bootstrap, f"{transactional_id}.probe", metrics_topic, security)
+    transactions = await _has_transactions(probe, stop_event, options.get("backoff", (0.1, 5.0)))
+    if transactions is None:  # stopped while probing
+        return
+    if transactions:
+        output = TransactionalOutput(bootstrap, transactional_id, metrics_topic, security)
+        await TransactionalForwarder(client, output, consumer=consumer, **options).run(stop_event)
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **security)
+    await producer.start()
+    try:
+        plain = AiokafkaOutput(producer)
+        forwarder = OutboxForwarder(client, plain.send, plain.flush, consumer=consumer, **options)
+        await forwarder.run(stop_event)
+    finally:
+        await producer.stop()
+
+
+async def _has_transactions(
+    probe: TransactionalOutput, stop_event: asyncio.Event, backoff: tuple[float, float]
+) -> bool | None:
+    """Whether the broker has transactions; None if stopped before it answered.
+
+    Other errors (the broker not reachable yet, its transaction coordinator
+    still loading) are retried with the forwarders' back-off.
+    """
+    delay = backoff[0]
+    while not stop_event.is_set():
+        try:
+            await probe.start()
+            return True
+        except TransactionsUnsupportedError as exc:
+            log.warning("the broker has no transactions (%s): Kafka outputs are at least once", exc)
+            return False
+        except Exception as exc:
+            log.warning("probing the broker for transactions: %s: %s", type(exc).__name__, exc)
+        finally:
+            await probe.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), delay)
+        delay = min(delay * 2, backoff[1])
+    return None
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a comparable pair (``"1700000000000-3"`` -> ``(1700000000000, 3)``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _entry(raw: Any) -> Entry:

@@ -63,7 +63,7 @@ from models.events import INPUT_TOPICS, route
 from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.periods import SERIES_METRICS, Calendar, Window
 from sinks.redis_sink import RedisSink
-from streams.embedded import create_topics
+from streams.admin import create_topics, ensure_topics
 from streams.processing import CONSUMED
 from streams.runtime import (
     EndOffsets,
@@ -625,9 +625,7 @@ def _pipeline(
 
 
 async def _publish(run: ReplayRun, records: Sequence[Record]) -> None:
-    await create_topics(
-        run.endpoints.bootstrap, {run.settings.topic(n): run.settings.partitions for n in CONSUMED}
-    )
+    await ensure_topics(run.settings, run.endpoints.bootstrap)
     await _produce(run.endpoints.bootstrap, run.settings, records)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import csv
 import gc
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -95,6 +96,24 @@ model_option = click.option(
     default="w-shaped",
     show_default=True,
     help="Opportunity attribution model.",
+)
+
+
+def _choose_embedded_broker(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> None:
+    """The flag is `PP_EMBEDDED_BROKER`: set it for every `Settings` read in this process."""
+    if value is not None:
+        os.environ["PP_EMBEDDED_BROKER"] = value
+
+
+embedded_broker_option = click.option(
+    "--embedded-broker",
+    type=click.Choice(["tansu", "apache-kafka"]),
+    default=None,
+    expose_value=False,
+    callback=_choose_embedded_broker,
+    help="Local broker started when PP_BROKER is unset [default: PP_EMBEDDED_BROKER, tansu].",
 )
 mapping_option = click.option(
     "--mapping",
@@ -372,6 +391,7 @@ def generate(
 @click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
 @click.option("--keep", is_flag=True, help="Keep the demo's Redis keys on exit.")
 @click.option("--events", default=0, show_default=True, help="Stop the feed after N (0: never).")
+@embedded_broker_option
 def demo(
     rate: float,
     duration: float,
@@ -462,6 +482,7 @@ def convert(
 
 
 @main.command()
+@embedded_broker_option
 def worker() -> None:
     """Run a worker (configured by PP_* environment variables)."""
     from streams.runtime import infrastructure, run_worker
@@ -501,6 +522,7 @@ def send(file: Path) -> None:
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait.")
 @click.option("--keep", is_flag=True, help="Keep the run's Redis keys.")
 @window_options
+@embedded_broker_option
 def replay(
     file: Path,
     as_json: bool,
@@ -572,6 +594,7 @@ def replay(
     show_default=True,
     help="Partners, campaigns, channels of a synthetic year of series (0 0 0: skip).",
 )
+@embedded_broker_option
 def bench(
     events: int,
     partitions: int,

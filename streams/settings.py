@@ -58,6 +58,21 @@ class Settings(BaseSettings):
     app_id: str = "partnerpulse"
     topic_prefix: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of every topic the pipeline creates; unset = min(3, brokers)",
+    )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of the topics the pipeline creates; "
+        "unset = 2 with 3 or more replicas, else 1",
+    )
+    embedded_broker: Literal["tansu", "apache-kafka"] = Field(
+        default="tansu",
+        description="The local broker started when PP_BROKER is unset",
+    )
     key_prefix: str = "pp:"
     batch_size: int = Field(default=2000, ge=1, description="Most messages in one batch")
     batch_within: float = Field(

@@ -40,15 +40,14 @@ from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untype
     RangePartitionAssignor,
 )
 
-from sinks.forwarder import AiokafkaOutput, OutboxForwarder
+from sinks.forwarder import AiokafkaOutput, forward_outbox
 from sinks.redis_sink import DeadLetter, Fence, FencedError, Prepared, RedisSink
-from streams.embedded import create_topics
+from streams.admin import ensure_topics
 from streams.processing import (
     CONSUMED,
     CREDITS,
     DLQ,
     METRICS,
-    TOPICS,
     Batch,
     Message,
     Processor,
@@ -61,11 +60,6 @@ log = logging.getLogger(__name__)
 RESTART_EXIT_CODE = 70
 """A worker exits with this to be restarted: it stopped before applying, on purpose."""
 COMMIT_SECONDS = 1.0
-
-
-def all_topics(settings: Settings) -> dict[str, int]:
-    """Every topic the pipeline uses, with the partition count it needs."""
-    return {settings.topic(name): settings.partitions for name in TOPICS}
 
 
 class Worker:
@@ -89,7 +83,7 @@ class Worker:
         """Process until `stop` is set; then finish the batch in hand and leave cleanly."""
         settings = self.settings
         security = settings.aiokafka_security()
-        await create_topics(self.bootstrap, all_topics(settings), security=security)
+        await ensure_topics(settings, self.bootstrap)
         timeout_ms = int(settings.session_timeout * 1000)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, **security
@@ -241,30 +235,20 @@ class Worker:
                 self.applied.pop(tp, None)
 
     async def _forward_outbox(self, stop: asyncio.Event) -> None:
-        """Relay the sink's outbox to `partnerpulse.metrics` / `partnerpulse.credits`.
-
-        Its own producer: delivery is awaited message by message before an
-        outbox entry is acknowledged (docs/guarantees.md).
-        """
+        """Relay the sink's outbox to `partnerpulse.metrics` / `partnerpulse.credits`:
+        exactly once where the broker has transactions (docs/guarantees.md)."""
         settings = self.settings
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", **settings.aiokafka_security()
+        await forward_outbox(
+            self.sink.client,
+            self.bootstrap,
+            stop,
+            consumer=self.token,
+            transactional_id=f"{settings.app_id}.outbox",
+            prefix=settings.key_prefix,
+            metrics_topic=settings.topic(METRICS),
+            credits_topic=settings.topic(CREDITS),
+            security=settings.aiokafka_security(),
         )
-        await producer.start()
-        try:
-            output = AiokafkaOutput(producer)
-            forwarder = OutboxForwarder(
-                self.sink.client,
-                output.send,
-                output.flush,
-                consumer=self.token,
-                prefix=settings.key_prefix,
-                metrics_topic=settings.topic(METRICS),
-                credits_topic=settings.topic(CREDITS),
-            )
-            await forwarder.run(stop)
-        finally:
-            await producer.stop()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

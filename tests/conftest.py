@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sinks.redis_sink import RedisSink
+from tests.integration.brokers import broker
 from tests.local_redis import scratch_sink
+
+__all__ = ["broker", "sink"]  # broker: one Tansu and one Apache Kafka per session
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Fault injection on the real path (Tansu broker, worker processes, Redis).
+"""Fault injection on the real path (broker, worker processes, Redis).
+
+The worker kills run on both brokers (Tansu and Apache Kafka, the `broker`
+fixture); the Redis faults on Tansu only (the broker plays no part in them).
 
 Every scenario ends with the same three checks against the batch oracle:
 Redis metrics and credits == `recompute` to the cent; the dead-letter topic
@@ -69,7 +72,7 @@ def check(run: ReplayRun, events: Path, bad: int, model: str = "w-shaped") -> No
     assert_same(kafka_totals(metrics, credits), expected)
 
 
-def test_sigkill_at_random_points_ten_times(tmp_path: Path) -> None:
+def test_sigkill_at_random_points_ten_times(tmp_path: Path, broker: str) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
         # long enough that ten kills (about 5 s of sleeps between them) land before
@@ -80,7 +83,7 @@ def test_sigkill_at_random_points_ten_times(tmp_path: Path) -> None:
     assert total >= 50_000
     bad = recompute(events)["metrics"]["all"]["dq.dead_letters"]
     rng = random.Random(31)
-    with replay_run(CHAOS, partitions=4) as run:
+    with replay_run(CHAOS, partitions=4, broker=broker) as run:
         run.send(events)
         worker = run.start_worker()
         for _ in range(10):
@@ -94,14 +97,14 @@ def test_sigkill_at_random_points_ten_times(tmp_path: Path) -> None:
         check(run, events, bad)
 
 
-def test_two_workers_one_killed_mid_stream_then_restarted(tmp_path: Path) -> None:
+def test_two_workers_one_killed_mid_stream_then_restarted(tmp_path: Path, broker: str) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=32, leads=2500, duplicates=0.02, shuffle=0.5, invalid=0.005),
     )
     total = sum(1 for line in events.open() if line.strip())
     bad = recompute(events, "full-path")["metrics"]["all"]["dq.dead_letters"]
-    with replay_run(CHAOS, partitions=8, model="full-path") as run:
+    with replay_run(CHAOS, partitions=8, model="full-path", broker=broker) as run:
         run.send(events)
         first = run.start_worker()
         run.start_worker()

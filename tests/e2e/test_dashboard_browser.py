@@ -184,14 +184,17 @@ async def test_page_shows_redis_numbers_and_follows_changes_live(
         await assert_page_equals_redis(page, sink)
 
 
+@pytest.mark.parametrize(
+    "embedded", ["tansu", pytest.param("apache-kafka", marks=pytest.mark.apache_kafka)]
+)
 async def test_page_during_a_demo_run_changes_live_and_equals_redis(
-    page: Page, tmp_path: Path
+    page: Page, tmp_path: Path, embedded: str
 ) -> None:
     """`partnerpulse demo` on embedded defaults, its page in Chromium: the numbers
     grow while events flow, and once the bounded feed is applied every number of
     the NB/EX and data-quality tables equals Redis."""
     stderr = tmp_path / "stderr"
-    demo = start_demo(stderr)
+    demo = start_demo(stderr, embedded)
     try:
         assert demo.stdout is not None
         line = (await asyncio.to_thread(demo.stdout.readline)).decode()
@@ -234,13 +237,13 @@ async def test_page_during_a_demo_run_changes_live_and_equals_redis(
 DEMO = ("demo", "--port", "0", "--duration", "150", "--rate", "200", "--events", "4000")
 
 
-def start_demo(stderr: Path) -> subprocess.Popen[bytes]:
-    """The demo on embedded defaults (no PP_* settings but the test Redis, which the
-    test reads back: no Redis service runs on the machines), its URL line on stdout."""
+def start_demo(stderr: Path, embedded: str) -> subprocess.Popen[bytes]:
+    """The demo on embedded defaults (no PP_* settings but the test Redis, which
+    the test reads back) with the `embedded` broker, its URL line on stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PP_")}
     env["PP_REDIS_URL"] = REDIS_URL
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", *DEMO],
+        [sys.executable, "-m", "streams.cli", *DEMO, "--embedded-broker", embedded],
         env=env,
         stdout=subprocess.PIPE,
         stderr=stderr.open("wb"),

@@ -11,12 +11,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-unt
 async def read_topic(
     bootstrap: str, topic: str, partitions: int, expected: int = 0, timeout: float = 60
 ) -> list[Any]:
-    """Every record of `topic`, from the beginning.
+    """Every committed record of `topic`, from the beginning.
+
+    ``read_committed``, as downstream consumers of the outputs should read:
+    on Apache Kafka the outputs are transactional, and an aborted
+    transaction's messages (produced again in a later one) are skipped.
 
     Reads until at least `expected` records arrived and a fetch comes back
     empty, or `timeout` passes.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]

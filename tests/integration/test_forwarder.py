@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -20,8 +21,15 @@ from aiokafka import (  # type: ignore[import-untyped]
 
 from datagen import SyntheticConfig
 from models.subject import Contribution, CreditLine, MetricKey
-from sinks.forwarder import CREDITS_TOPIC, METRICS_TOPIC, AiokafkaOutput, OutboxForwarder
+from sinks.forwarder import (
+    CREDITS_TOPIC,
+    METRICS_TOPIC,
+    AiokafkaOutput,
+    OutboxForwarder,
+    forward_outbox,
+)
 from sinks.redis_sink import DeadLetter, RedisSink
+from streams.admin import create_topics
 from streams.embedded import EmbeddedBroker
 from tests.integration.engine_batches import TOPIC, Batch, engine_run
 from tests.integration.kafka_topics import read_topic
@@ -350,3 +358,48 @@ async def test_end_to_end_through_the_embedded_broker(sink: RedisSink, tmp_path:
     assert len(got) == len(counted.messages)
     assert sorted(got) == sorted(counted.messages)
     await assert_sums_match(sink, got)
+
+
+# --- (e) the mode follows the broker ---------------------------------------------------
+
+
+async def test_forward_outbox_uses_transactions_where_the_broker_has_them(
+    sink: RedisSink, broker: str, request: pytest.FixtureRequest
+) -> None:
+    """Apache Kafka: the transactional forwarder (a lease, no Redis consumer group);
+    Tansu: the at-least-once one (the `forwarder` group). Both deliver everything."""
+    await apply_all(sink)
+    bootstrap = broker.removeprefix("kafka://").replace(";", ",")
+    name = uuid.uuid4().hex[:8]
+    metrics, credits = f"mode-{name}.metrics", f"mode-{name}.credits"
+    await create_topics(bootstrap, {metrics: 2, credits: 2})
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        forward_outbox(
+            sink.client,
+            bootstrap,
+            stop,
+            consumer="w",
+            transactional_id=f"mode-{name}.outbox",
+            prefix=sink.keys.prefix,
+            metrics_topic=metrics,
+            credits_topic=credits,
+        )
+    )
+    deadline = time.monotonic() + 60
+    while await sink.outbox_length():
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.05)
+    leased = await sink.client.exists(f"{sink.keys.outbox}:lease")
+    stop.set()
+    await task
+    groups: Any = await sink.client.xinfo_groups(sink.keys.outbox)
+    transactional = request.node.callspec.params["broker"] == "apache-kafka"
+    assert (bool(leased), not groups) == (transactional, transactional)
+    records = [
+        (topic, r.key, r.value)
+        for topic in (metrics, credits)
+        for r in await read_topic(bootstrap, topic, 2)
+    ]
+    renamed = {metrics: METRICS_TOPIC, credits: CREDITS_TOPIC}
+    await assert_sums_match(sink, [(renamed[t], k, v) for t, k, v in records])

@@ -34,13 +34,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 SETTINGS = Settings(session_timeout=6.0)
 
 
-def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(tmp_path: Path) -> None:
+def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(
+    tmp_path: Path, broker: str
+) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=21, leads=2200, duplicates=0.03, shuffle=0.6, invalid=0.01),
     )
     assert sum(1 for _ in events.open()) >= 20_000
-    with replay_run(SETTINGS, partitions=4) as run:
+    with replay_run(SETTINGS, partitions=4, broker=broker) as run:
         run.send(events)
         run.start_worker()
         run.start_worker()
@@ -58,7 +60,7 @@ def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(tmp_path: 
 
 @pytest.mark.parametrize("stop", [stop_worker, subprocess.Popen.kill], ids=["sigterm", "sigkill"])
 def test_worker_stopped_mid_stream_and_restarted(
-    tmp_path: Path, stop: Callable[[subprocess.Popen[bytes]], object]
+    tmp_path: Path, stop: Callable[[subprocess.Popen[bytes]], object], broker: str
 ) -> None:
     """Stop (SIGTERM) or kill (SIGKILL: no shutdown, no commit) the worker a
     third of the way through, start a new one: still exact."""
@@ -66,7 +68,7 @@ def test_worker_stopped_mid_stream_and_restarted(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=24, leads=1500, duplicates=0.02, shuffle=0.3, invalid=0.005),
     )
-    with replay_run(SETTINGS, partitions=4, model="full-path") as run:
+    with replay_run(SETTINGS, partitions=4, model="full-path", broker=broker) as run:
         run.send(events)
         stop_one_midway(run, events, stop)
         replayed = collected(run)
@@ -153,7 +155,7 @@ BAD_LINES = {
 }
 
 
-def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path) -> None:
+def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path, broker: str) -> None:
     good = list(generate(SyntheticConfig(seed=23, leads=60)))
     lines = [orjson.dumps(item) for item in good if not isinstance(item, str)]
     for i, bad in enumerate(BAD_LINES.values()):
@@ -161,7 +163,7 @@ def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
 
-    with replay_run(SETTINGS, partitions=2) as run:
+    with replay_run(SETTINGS, partitions=2, broker=broker) as run:
         run.send(events)
         run.start_worker()
         replayed = collected(run)

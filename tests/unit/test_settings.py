@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 from redis.asyncio.connection import Connection, SSLConnection
 
-from streams import embedded, runtime
+from streams import admin, runtime
 from streams.runtime import settings_env, sink_for
 from streams.settings import Settings
 
@@ -249,7 +249,7 @@ async def test_send_creates_topics_and_produces_with_the_security_settings(
         async def start(self) -> None:
             raise Refused
 
-    monkeypatch.setattr(embedded, "AIOKafkaAdminClient", FakeAdmin)
+    monkeypatch.setattr(admin, "AIOKafkaAdminClient", FakeAdmin)
     monkeypatch.setattr(runtime, "AIOKafkaProducer", FakeProducer)
     settings = from_env(
         monkeypatch,
@@ -263,7 +263,7 @@ async def test_send_creates_topics_and_produces_with_the_security_settings(
     with pytest.raises(Refused):
         await runtime.send_file(events, settings, "broker:9092")
     assert expected.items() <= seen["admin"].items()
-    monkeypatch.setattr(runtime, "create_topics", lambda *args, **kwargs: asyncio.sleep(0))
+    monkeypatch.setattr(runtime, "ensure_topics", lambda *args, **kwargs: asyncio.sleep(0))
     with pytest.raises(Refused):
         await runtime.send_file(events, settings, "broker:9092")
     assert expected.items() <= seen["producer"].items()

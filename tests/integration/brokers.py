@@ -1,0 +1,31 @@
+"""The broker the streaming tests run on: Tansu and Apache Kafka, one of each per session.
+
+Tests that take the `broker` fixture run twice, once per broker kind
+(`[tansu]`, `[apache-kafka]`, the latter also marked ``apache_kafka``);
+tests/conftest.py makes it available to every test directory.
+Each kind is started once for the whole session (Apache Kafka's JVM takes
+seconds to start; the tests isolate themselves by topic prefix and consumer
+group), and pytest groups the tests by kind, so only one broker runs at a
+time.  ``-m 'not apache_kafka'`` runs the Tansu tier only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from streams.runtime import embedded_broker
+from streams.settings import Settings
+
+KINDS = ["tansu", pytest.param("apache-kafka", marks=pytest.mark.apache_kafka)]
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``kafka://`` URL of a running broker of each kind (`PP_BROKER`'s form)."""
+    local = embedded_broker(Settings(embedded_broker=request.param))
+    try:
+        yield local.start().url
+    finally:
+        local.stop()
