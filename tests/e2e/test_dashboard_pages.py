@@ -29,15 +29,17 @@ from tests.integration.web_client import Served, served
 pytestmark = pytest.mark.integration
 
 SLACK_DAYS = {
-    "nb.leads.influenced@2026-02-10": 3,
-    "nb.leads.influenced@2026-05-20": 4,
-    "nb.leads.influenced@2025-11-02": 6,  # previous period of 2026-01-01..2026-06-30
-    "nb.cw.attributed_arr@2026-03-03": 1_234_567,
-    "nb.cw.attributed_arr@2025-10-10": 500_000,
-    "ex.s2.influenced@2026-06-30": 2,
+    "nb.leads.influenced@2024-02-10": 3,
+    "nb.leads.influenced@2024-05-20": 4,
+    "nb.leads.influenced@2023-11-02": 6,  # previous period of 2024-01-01..2024-06-30
+    "nb.cw.attributed_arr@2024-03-03": 1_234_567,
+    "nb.cw.attributed_arr@2023-10-10": 500_000,
+    "ex.s2.influenced@2024-06-30": 2,
 }
-WINDOW = ("2026-01-01", "2026-06-30")
-"""181 days; the previous period is the 181 days before: 2025-07-04 .. 2025-12-31."""
+WINDOW = ("2024-01-01", "2024-06-30")
+"""182 days before the generated stream starts (2026: every metric has series
+now, so only these points fall here); the previous period is the 182 days
+before: 2023-07-02 .. 2023-12-31."""
 
 
 @pytest.fixture
