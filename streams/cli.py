@@ -390,7 +390,12 @@ def generate(
 @click.option("--seed", default=1, show_default=True, help="Seed of the synthetic feed.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
 @click.option("--keep", is_flag=True, help="Keep the demo's Redis keys on exit.")
-@click.option("--events", default=0, show_default=True, help="Stop the feed after N (0: never).")
+@click.option(
+    "--events",
+    default=0,
+    show_default=True,
+    help="Stop the live feed after N events past the history (0: never).",
+)
 @embedded_broker_option
 def demo(
     rate: float,

@@ -301,7 +301,8 @@ def run_demo(
 ) -> Progress:
     """Run until `duration` seconds passed (0: forever) or SIGINT / SIGTERM; then stop
     everything started here: feed, dashboard, worker, embedded broker and Redis.
-    `events` > 0 stops the feed after that many events (the rest keeps running).
+    `events` > 0 stops the feed after the history and that many live events (the
+    rest keeps running).
 
     SIGTERM is turned into KeyboardInterrupt for the whole run, so that
     whenever it arrives (also while the broker is starting) the context
@@ -316,9 +317,9 @@ def run_demo(
             run.start_worker()
             history, live = demo_feed(seed, calendar=Calendar(settings.fiscal_year_start))
             console.print(f"history: {len(history):,} events up to now", highlight=False)
-            lines: Iterator[bytes] = itertools.chain(history, live)
             if events > 0:
-                lines = itertools.islice(lines, events)
+                live = itertools.islice(live, events)
+            lines: Iterator[bytes] = itertools.chain(history, live)
             return asyncio.run(
                 _live(run, rate, duration, host, port, lines, len(history), open_browser, console)
             )

@@ -221,7 +221,7 @@ async def test_page_during_a_demo_run_changes_live_and_equals_redis(
         sink = RedisSink.from_url(REDIS_URL, prefix=prefix.group(1), max_wait=10)
         try:
             deadline = time.monotonic() + 90
-            while True:  # the feed stops at 4000 events; then page and Redis agree
+            while True:  # the feed stops after 1000 live events; then page and Redis agree
                 try:
                     assert await assert_page_equals_redis(page, sink) > 0
                     break
@@ -234,7 +234,7 @@ async def test_page_during_a_demo_run_changes_live_and_equals_redis(
         await asyncio.to_thread(stop_demo, demo)
 
 
-DEMO = ("demo", "--port", "0", "--duration", "150", "--rate", "200", "--events", "4000")
+DEMO = ("demo", "--port", "0", "--duration", "150", "--rate", "200", "--events", "1000")
 
 
 def start_demo(stderr: Path, embedded: str) -> subprocess.Popen[bytes]:
