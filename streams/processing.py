@@ -218,7 +218,7 @@ class Processor:
         registry: set[tuple[str, int]] = set()
         for message, (what, payload) in items:
             if what == "event":
-                wanted[_kind(payload)].add(_key(payload))
+                wanted[_kind(payload)].add(route(payload)[1])
                 if isinstance(payload, Campaign):
                     campaigns.add(normalise(payload.campaign) or "")
             elif what == "subscribe":
@@ -305,10 +305,6 @@ def _kind(event: Event) -> str:
     if isinstance(event, OpportunityCreated | OpportunityStage):
         return "opportunity"
     return "other"
-
-
-def _key(event: Event) -> str:
-    return route(event)[1]
 
 
 def _publish(sink: SinkBatch, name: str, subject: Subject, new: Contribution) -> None:
