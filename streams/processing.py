@@ -83,6 +83,14 @@ CONSUMED: Final = (*INPUT_TOPICS, *INTERNAL_TOPICS)
 """Topics the workers' consumer group reads (before `PP_TOPIC_PREFIX`)."""
 TOPICS: Final = (*CONSUMED, DLQ, CREDITS, METRICS)
 """Every topic the pipeline reads or writes."""
+
+
+def consumed_by(mapping: str) -> tuple[str, ...]:
+    """The topics a worker reads: the account exchange only under the account mapping
+    (an idle topic's partitions still cost the broker's fetches)."""
+    return tuple(t for t in CONSUMED if t != ACCOUNT_COMMANDS or mapping == "account")
+
+
 POSITION_BITS: Final = 40
 EXPECTED: Final[dict[str, Any]] = {
     "leads": (Touch, LeadCreated, Mql),
