@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from models.attribution import Shares, Touchpoint
@@ -135,27 +134,18 @@ def credit_lines(
     }
 
 
-@lru_cache(maxsize=1 << 18)
-def metric_key(scope: str, name: str) -> MetricKey:
-    """The (scope, metric) tuple, one object per key however many subjects hold it:
-    a worker keeps the contributions of 100,000 subjects, whose keys repeat (a
-    tuple and a scope string each would cost ~120 bytes per metric per subject)."""
-    return (scope, name)
-
-
 def count_scopes(metrics: dict[MetricKey, int], scopes: Iterable[str], name: str, n: int) -> None:
     """Set `name` to `n` in each scope (a conversion counts once per scope)."""
     if n:
         for scope in scopes:
-            metrics[metric_key(scope, name)] = n
+            metrics[(scope, name)] = n
 
 
 def add_scopes(metrics: dict[MetricKey, int], totals: Mapping[str, int], name: str) -> None:
     """Add per-scope totals under metric `name`."""
     for scope, value in totals.items():
         if value:
-            key = metric_key(scope, name)
-            metrics[key] = metrics.get(key, 0) + value
+            metrics[(scope, name)] = metrics.get((scope, name), 0) + value
 
 
 @dataclass(slots=True)

@@ -68,7 +68,7 @@ from sinks.redis_sink import DeadLetter, SinkBatch
 from streams.settings import Settings
 from streams.state import codec
 from streams.state.store import KINDS, StateStore
-from streams.state.subjects import CachedSubjects
+from streams.state.subjects import CachedSubjects, compact
 
 log = logging.getLogger(__name__)
 
@@ -323,5 +323,5 @@ def _publish(sink: SinkBatch, name: str, subject: Subject, new: Contribution) ->
     state knows, and so does a new one (`EMPTY`): the sink skips it when
     unchanged, else sends metric deltas from that base.
     """
-    old, subject.contribution = subject.contribution, new
+    old, subject.contribution = subject.contribution, compact(new)
     sink.publish(name, new, None if old is codec.UNKNOWN else old, subject.cause)
