@@ -8,6 +8,7 @@ same partner never shows up under two spellings.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,11 +24,15 @@ so a conversion counts there once however many partners touched it."""
 
 
 def normalise(name: str | None) -> str | None:
-    """Lower-case and trimmed; `None` for absent or blank."""
+    """Lower-case and trimmed; `None` for absent or blank.
+
+    Interned: campaign, channel, partner and account names repeat across the
+    touches a worker keeps in memory, and one object per name is held.
+    """
     if name is None:
         return None
     cleaned = " ".join(name.split()).lower()
-    return cleaned or None
+    return sys.intern(cleaned) if cleaned else None
 
 
 def partner_id(name: str | None) -> str | None:

@@ -68,7 +68,7 @@ from sinks.redis_sink import DeadLetter, SinkBatch
 from streams.settings import Settings
 from streams.state import codec
 from streams.state.store import KINDS, StateStore
-from streams.state.subjects import CachedSubjects
+from streams.state.subjects import CachedSubjects, compact
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,14 @@ CONSUMED: Final = (*INPUT_TOPICS, *INTERNAL_TOPICS)
 """Topics the workers' consumer group reads (before `PP_TOPIC_PREFIX`)."""
 TOPICS: Final = (*CONSUMED, DLQ, CREDITS, METRICS)
 """Every topic the pipeline reads or writes."""
+
+
+def consumed_by(mapping: str) -> tuple[str, ...]:
+    """The topics a worker reads: the account exchange only under the account mapping
+    (an idle topic's partitions still cost the broker's fetches)."""
+    return tuple(t for t in CONSUMED if t != ACCOUNT_COMMANDS or mapping == "account")
+
+
 POSITION_BITS: Final = 40
 EXPECTED: Final[dict[str, Any]] = {
     "leads": (Touch, LeadCreated, Mql),
@@ -218,7 +226,7 @@ class Processor:
         registry: set[tuple[str, int]] = set()
         for message, (what, payload) in items:
             if what == "event":
-                wanted[_kind(payload)].add(_key(payload))
+                wanted[_kind(payload)].add(route(payload)[1])
                 if isinstance(payload, Campaign):
                     campaigns.add(normalise(payload.campaign) or "")
             elif what == "subscribe":
@@ -307,10 +315,6 @@ def _kind(event: Event) -> str:
     return "other"
 
 
-def _key(event: Event) -> str:
-    return route(event)[1]
-
-
 def _publish(sink: SinkBatch, name: str, subject: Subject, new: Contribution) -> None:
     """Hand `subject`'s new contribution to the sink, with its base when known.
 
@@ -319,5 +323,5 @@ def _publish(sink: SinkBatch, name: str, subject: Subject, new: Contribution) ->
     state knows, and so does a new one (`EMPTY`): the sink skips it when
     unchanged, else sends metric deltas from that base.
     """
-    old, subject.contribution = subject.contribution, new
+    old, subject.contribution = subject.contribution, compact(new)
     sink.publish(name, new, None if old is codec.UNKNOWN else old, subject.cause)

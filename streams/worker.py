@@ -44,13 +44,13 @@ from sinks.forwarder import AiokafkaOutput, forward_outbox
 from sinks.redis_sink import DeadLetter, Fence, FencedError, Prepared, RedisSink
 from streams.admin import ensure_topics
 from streams.processing import (
-    CONSUMED,
     CREDITS,
     DLQ,
     METRICS,
     Batch,
     Message,
     Processor,
+    consumed_by,
 )
 from streams.settings import Settings
 from streams.state.store import StateStore
@@ -104,7 +104,8 @@ class Worker:
         )
         await producer.start()
         self._output = AiokafkaOutput(producer)
-        consumer.subscribe([settings.topic(name) for name in CONSUMED], listener=_Rebalance(self))
+        topics = [settings.topic(name) for name in consumed_by(settings.mapping)]
+        consumer.subscribe(topics, listener=_Rebalance(self))
         await consumer.start()
         forwarding = asyncio.create_task(self._forward_outbox(stop))
         last_commit = time.monotonic()

@@ -68,10 +68,18 @@ def dump_lead(state: LeadState) -> bytes:
 
 
 def load_lead(raw: bytes) -> LeadState:
+    """A lead as the worker caches it: names interned, and each event id one object
+    (in `seen`, the touches' keys and records) instead of three."""
     head, touches, created, mql, touch_account, version, subscribers = orjson.loads(raw)
     state = LeadState(head[0])
     _restore(state, head)
-    state.touches = {t[1]: TouchRecord(*t) for t in touches}
+    records = [
+        TouchRecord(ts, touch_id, sys.intern(campaign), sys.intern(action), *map(_name, rest))
+        for ts, touch_id, campaign, action, *rest in touches
+    ]
+    state.touches = {record.touch_id: record for record in records}
+    ids = {touch_id: touch_id for touch_id in state.touches}
+    state.seen = {ids.get(i, i): position for i, position in state.seen.items()}
     state.created = _milestone(created)
     state.mql = _milestone(mql)
     state.touch_account = _milestone(touch_account)
@@ -93,10 +101,20 @@ def load_snapshot(raw: list[Any]) -> LeadSnapshot:
     lead_id, account_id, points, lc = raw
     return LeadSnapshot(
         lead_id,
-        account_id,
-        tuple(Touchpoint(*p) for p in points),
-        Touchpoint(*lc) if lc else None,
+        _name(account_id),
+        tuple(_load_point(p) for p in points),
+        _load_point(lc) if lc else None,
     )
+
+
+def _load_point(raw: list[Any]) -> Touchpoint:
+    ts, touch_id, lead_id, campaign, partner, channel = raw
+    return Touchpoint(ts, touch_id, lead_id, sys.intern(campaign), _name(partner), _name(channel))
+
+
+def _name(value: str | None) -> str | None:
+    """A name (campaign, partner, channel, account) as one shared object."""
+    return None if value is None else sys.intern(value)
 
 
 def _point(point: Touchpoint) -> list[Any]:

@@ -16,12 +16,13 @@ dropped on every assignment (`clear`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from models.engine import AccountMembers, RegistryEntry, Settled, table
 from models.lead import LeadState
 from models.opportunity import OpportunityState
-from models.subject import Subject
+from models.subject import Contribution, MetricKey, Subject
 from sinks.forwarder import partition_of
 from sinks.redis_sink import HashWrite, SetAdd, StateWrite
 from streams.state import codec
@@ -137,3 +138,17 @@ class CachedSubjects:
     def clear(self) -> None:
         for states in (self.leads, self.opportunities, self.others, self.accounts):
             states.clear()
+
+
+def compact(contribution: Contribution) -> Contribution:
+    """`contribution` as the cache keeps it (the base of its next publication): every
+    (scope, metric) key one shared object.  A worker holds the contributions of up
+    to `PP_STATE_CACHE` subjects, whose keys repeat; a tuple and a scope string of
+    their own would cost about 120 bytes per metric per subject."""
+    metrics = {_metric_key(*key): value for key, value in contribution.metrics.items()}
+    return Contribution(metrics, contribution.credits)
+
+
+@lru_cache(maxsize=1 << 18)
+def _metric_key(scope: str, metric: str) -> MetricKey:
+    return (scope, metric)
