@@ -107,6 +107,20 @@ def _choose_embedded_broker(
         os.environ["PP_EMBEDDED_BROKER"] = value
 
 
+def _choose_runtime(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """The flag is `PP_RUNTIME`: set it for this process and the workers it starts."""
+    if value is not None:
+        os.environ["PP_RUNTIME"] = value
+
+
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(["aiokafka", "faust"]),
+    default=None,
+    expose_value=False,
+    callback=_choose_runtime,
+    help="The workers' consumer loop [default: PP_RUNTIME, aiokafka].",
+)
 embedded_broker_option = click.option(
     "--embedded-broker",
     type=click.Choice(["tansu", "apache-kafka"]),
@@ -397,6 +411,7 @@ def generate(
     help="Stop the live feed after N events past the history (0: never).",
 )
 @embedded_broker_option
+@runtime_option
 def demo(
     rate: float,
     duration: float,
@@ -488,6 +503,7 @@ def convert(
 
 @main.command()
 @embedded_broker_option
+@runtime_option
 def worker() -> None:
     """Run a worker (configured by PP_* environment variables)."""
     from streams.runtime import infrastructure, run_worker
@@ -528,6 +544,7 @@ def send(file: Path) -> None:
 @click.option("--keep", is_flag=True, help="Keep the run's Redis keys.")
 @window_options
 @embedded_broker_option
+@runtime_option
 def replay(
     file: Path,
     as_json: bool,
@@ -600,6 +617,7 @@ def replay(
     help="Partners, campaigns, channels of a synthetic year of series (0 0 0: skip).",
 )
 @embedded_broker_option
+@runtime_option
 def bench(
     events: int,
     partitions: int,

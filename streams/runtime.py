@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from pydantic import SecretStr
 
 from models.events import ROUTES, route
 from models.parse import Rejection, parse_event
@@ -34,9 +35,11 @@ from sinks.redis_sink import RedisSink
 from streams.admin import ensure_topics
 from streams.apache_kafka import KafkaCluster
 from streams.embedded import EmbeddedBroker, EmbeddedRedis
+from streams.pipeline import RESTART_EXIT_CODE
 from streams.processing import CONSUMED
 from streams.settings import Settings
-from streams.worker import RESTART_EXIT_CODE, Worker
+from streams.telemetry import Telemetry
+from streams.worker import Worker
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -89,9 +92,15 @@ def run_worker(settings: Settings, endpoints: Endpoints) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         sink = sink_for(settings, endpoints.redis_url)
+        telemetry = Telemetry(settings.runtime)
+        served = None
+        if settings.metrics_port:
+            served = await telemetry.serve(settings.metrics_host, settings.metrics_port)
         try:
-            await Worker(settings, endpoints.bootstrap, sink).run(stop)
+            await Worker(settings, endpoints.bootstrap, sink, telemetry).run(stop)
         finally:
+            if served is not None:
+                await served.cleanup()
             await sink.close()
 
     # The state cache keeps many long-lived objects, and the cyclic collector
@@ -101,7 +110,12 @@ def run_worker(settings: Settings, endpoints: Endpoints) -> None:
     # keeps what cycles there are in check.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    asyncio.run(main())
+    if settings.runtime == "faust":
+        from streams.faust_app import run_faust_worker  # Faust is slow to import
+
+        run_faust_worker(settings, endpoints.broker, endpoints.redis_url)
+    else:
+        asyncio.run(main())
 
 
 def spawn_worker(
@@ -127,7 +141,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The `PP_*` variables that reproduce `settings` in a child process (no secrets)."""
     out = {}
     for name, value in settings.model_dump(exclude_none=True).items():
-        if name in {"redis_password", "kafka_sasl_password", "broker", "redis_url"}:
+        if isinstance(value, SecretStr) or name in {"broker", "redis_url"}:
             continue
         out[f"PP_{name.upper()}"] = str(value)
     return out

@@ -91,6 +91,23 @@ class Settings(BaseSettings):
     )
     model: Literal["w-shaped", "full-path"] = "w-shaped"
     mapping: Literal["contact-role", "account"] = "contact-role"
+    lookback_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="A touchpoint more than this many days before a conversion is not "
+        "eligible for it; unset = no lookback window",
+    )
+    runtime: Literal["aiokafka", "faust"] = Field(
+        default="aiokafka",
+        description="The worker's consumer loop: the aiokafka group loop, or Faust agents",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the worker's /metrics, /healthz and /readyz; 0 = not served",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address /metrics is served on")
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     web_token: SecretStr | None = Field(
@@ -186,7 +203,10 @@ class Settings(BaseSettings):
     @property
     def engine(self) -> EngineConfig:
         return EngineConfig(
-            model=self.model, mapping=self.mapping, fiscal_year_start=self.fiscal_year_start
+            model=self.model,
+            mapping=self.mapping,
+            fiscal_year_start=self.fiscal_year_start,
+            lookback_days=self.lookback_days,
         )
 
     def kafka_ssl_context(self) -> ssl.SSLContext | None:

@@ -42,6 +42,10 @@ class CachedSubjects:
         self.accounts: dict[str, AccountMembers] = {}
         self._members: dict[str, set[str]] = {}
         self._indexed: list[SetAdd] = []
+        self.hits = 0
+        """Wanted subjects found in the cache, since the worker started (operator metric)."""
+        self.misses = 0
+        """Wanted subjects read from Redis (or new), since the worker started."""
 
     # --- the SubjectStore protocol -------------------------------------------
 
@@ -79,6 +83,9 @@ class CachedSubjects:
         self._members = await self._campaign_members(registry)
         wanted = {**wanted, "lead": set(wanted.get("lead", ())).union(*self._members.values())}
         missing = {kind: ids - table(self, kind).keys() for kind, ids in wanted.items()}
+        missed = sum(map(len, missing.values()))
+        self.misses += missed
+        self.hits += sum(map(len, wanted.values())) - missed
         states, entries = await self.store.load(missing, campaigns)
         for lead_id, raw in states["lead"].items():
             self.leads[lead_id] = codec.load_lead(raw)
