@@ -7,10 +7,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sinks.redis_sink import RedisSink
-from tests.integration.brokers import broker
+from tests.integration.brokers import broker, parametrize_stacks
 from tests.local_redis import scratch_sink
 
 __all__ = ["broker", "sink"]  # broker: one Tansu and one Apache Kafka per session
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stacks(metafunc)
 
 
 @pytest.fixture

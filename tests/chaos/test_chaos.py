@@ -72,7 +72,7 @@ def check(run: ReplayRun, events: Path, bad: int, model: str = "w-shaped") -> No
     assert_same(kafka_totals(metrics, credits), expected)
 
 
-def test_sigkill_at_random_points_ten_times(tmp_path: Path, broker: str) -> None:
+def test_sigkill_at_random_points_ten_times(tmp_path: Path, broker: str, runtime: str) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
         # long enough that ten kills (about 5 s of sleeps between them) land before
@@ -83,7 +83,7 @@ def test_sigkill_at_random_points_ten_times(tmp_path: Path, broker: str) -> None
     assert total >= 50_000
     bad = recompute(events)["metrics"]["all"]["dq.dead_letters"]
     rng = random.Random(31)
-    with replay_run(CHAOS, partitions=4, broker=broker) as run:
+    with replay_run(CHAOS, partitions=4, broker=broker, runtime=runtime) as run:
         run.send(events)
         worker = run.start_worker()
         for _ in range(10):
@@ -97,14 +97,16 @@ def test_sigkill_at_random_points_ten_times(tmp_path: Path, broker: str) -> None
         check(run, events, bad)
 
 
-def test_two_workers_one_killed_mid_stream_then_restarted(tmp_path: Path, broker: str) -> None:
+def test_two_workers_one_killed_mid_stream_then_restarted(
+    tmp_path: Path, broker: str, runtime: str
+) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=32, leads=2500, duplicates=0.02, shuffle=0.5, invalid=0.005),
     )
     total = sum(1 for line in events.open() if line.strip())
     bad = recompute(events, "full-path")["metrics"]["all"]["dq.dead_letters"]
-    with replay_run(CHAOS, partitions=8, model="full-path", broker=broker) as run:
+    with replay_run(CHAOS, partitions=8, model="full-path", broker=broker, runtime=runtime) as run:
         run.send(events)
         first = run.start_worker()
         run.start_worker()

@@ -7,6 +7,10 @@ Each kind is started once for the whole session (Apache Kafka's JVM takes
 seconds to start; the tests isolate themselves by topic prefix and consumer
 group), and pytest groups the tests by kind, so only one broker runs at a
 time.  ``-m 'not apache_kafka'`` runs the Tansu tier only.
+
+Tests that also take `runtime` run on three stacks instead: the aiokafka
+runtime on each broker, and the Faust runtime on Apache Kafka (marked
+``faust``), the broker it is proven on (docs/decisions.md, ADR 1).
 """
 
 from __future__ import annotations
@@ -19,6 +23,30 @@ from streams.runtime import embedded_broker
 from streams.settings import Settings
 
 KINDS = ["tansu", pytest.param("apache-kafka", marks=pytest.mark.apache_kafka)]
+STACKS = [
+    pytest.param("tansu", "aiokafka", id="tansu"),
+    pytest.param("apache-kafka", "aiokafka", id="apache-kafka", marks=pytest.mark.apache_kafka),
+    pytest.param(
+        "apache-kafka",
+        "faust",
+        id="apache-kafka-faust",
+        marks=[pytest.mark.apache_kafka, pytest.mark.faust],
+    ),
+]
+"""(broker kind, `PP_RUNTIME`) of the tests that take both `broker` and `runtime`."""
+
+
+def parametrize_stacks(metafunc: pytest.Metafunc) -> None:
+    """A test that takes `runtime` runs on `STACKS` (the broker fixture indirectly,
+    so each kind's session broker is shared with every other test).
+
+    Added as a `parametrize` mark, which pytest lets take precedence over the
+    broker fixture's own params (a plain `metafunc.parametrize` would clash).
+    """
+    if "runtime" in metafunc.fixturenames:
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize(("broker", "runtime"), STACKS, indirect=["broker"])
+        )
 
 
 @pytest.fixture(scope="session", params=KINDS)

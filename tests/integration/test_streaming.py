@@ -35,14 +35,14 @@ SETTINGS = Settings(session_timeout=6.0)
 
 
 def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(
-    tmp_path: Path, broker: str
+    tmp_path: Path, broker: str, runtime: str
 ) -> None:
     events = write_events(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=21, leads=2200, duplicates=0.03, shuffle=0.6, invalid=0.01),
     )
     assert sum(1 for _ in events.open()) >= 20_000
-    with replay_run(SETTINGS, partitions=4, broker=broker) as run:
+    with replay_run(SETTINGS, partitions=4, broker=broker, runtime=runtime) as run:
         run.send(events)
         run.start_worker()
         run.start_worker()
@@ -60,7 +60,7 @@ def test_replay_equals_recompute_shuffled_with_duplicates_two_workers(
 
 @pytest.mark.parametrize("stop", [stop_worker, subprocess.Popen.kill], ids=["sigterm", "sigkill"])
 def test_worker_stopped_mid_stream_and_restarted(
-    tmp_path: Path, stop: Callable[[subprocess.Popen[bytes]], object], broker: str
+    tmp_path: Path, stop: Callable[[subprocess.Popen[bytes]], object], broker: str, runtime: str
 ) -> None:
     """Stop (SIGTERM) or kill (SIGKILL: no shutdown, no commit) the worker a
     third of the way through, start a new one: still exact."""
@@ -68,7 +68,9 @@ def test_worker_stopped_mid_stream_and_restarted(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=24, leads=1500, duplicates=0.02, shuffle=0.3, invalid=0.005),
     )
-    with replay_run(SETTINGS, partitions=4, model="full-path", broker=broker) as run:
+    with replay_run(
+        SETTINGS, partitions=4, model="full-path", broker=broker, runtime=runtime
+    ) as run:
         run.send(events)
         stop_one_midway(run, events, stop)
         replayed = collected(run)
@@ -155,7 +157,7 @@ BAD_LINES = {
 }
 
 
-def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path, broker: str) -> None:
+def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path, broker: str, runtime: str) -> None:
     good = list(generate(SyntheticConfig(seed=23, leads=60)))
     lines = [orjson.dumps(item) for item in good if not isinstance(item, str)]
     for i, bad in enumerate(BAD_LINES.values()):
@@ -163,7 +165,7 @@ def test_bad_input_goes_to_the_dead_letter_topic(tmp_path: Path, broker: str) ->
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
 
-    with replay_run(SETTINGS, partitions=2, broker=broker) as run:
+    with replay_run(SETTINGS, partitions=2, broker=broker, runtime=runtime) as run:
         run.send(events)
         run.start_worker()
         replayed = collected(run)
@@ -191,7 +193,7 @@ POISON = Path(__file__).parent / "poison"
 
 
 def test_a_poisoned_subject_is_dead_lettered_and_the_rest_applied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker: str, runtime: str
 ) -> None:
     """Settling one lead raises (an injected fault) in two workers, one SIGKILLed
     mid-stream: that lead's messages are dead-lettered as `processing_error`, the
@@ -210,7 +212,7 @@ def test_a_poisoned_subject_is_dead_lettered_and_the_rest_applied(
     monkeypatch.setenv("PP_TEST_POISON_LEAD", victim)
     path = [str(POISON), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
-    with replay_run(SETTINGS, partitions=4) as run:
+    with replay_run(SETTINGS, partitions=4, broker=broker, runtime=runtime) as run:
         run.send(events)
         stop_one_midway(run, events, subprocess.Popen.kill, workers=2)
         replayed = collected(run)
