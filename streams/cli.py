@@ -23,9 +23,9 @@ from rich.table import Table
 
 from datagen import DEFAULT_START, SyntheticConfig
 from datagen import generate as synthesise
+from datagen.crm import CrmExport
+from datagen.crm import convert as convert_export
 from models.config import EngineConfig
-from models.crm import CrmExport
-from models.crm import convert as convert_export
 from models.engine import Engine
 from models.events import Event, to_micros
 from models.output import render, render_value
@@ -635,7 +635,7 @@ def bench(
 
     Progress goes to stderr; the table (or JSON) to stdout.
     """
-    from streams.bench import BenchConfig, run_bench
+    from benchmarks.bench import BenchConfig, run_bench
 
     config = BenchConfig(
         events,

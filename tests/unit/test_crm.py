@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from models.crm import iso_time
+from datagen.crm import iso_time
 from streams.cli import main
 
 CSV = Path(__file__).parent / "crm"

@@ -491,7 +491,7 @@ def _faust(
     with tempfile.TemporaryDirectory() as datadir:
         try:
             done = subprocess.run(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "streams.bench", json.dumps(spec)],
+                [sys.executable, "-m", "benchmarks.bench", json.dumps(spec)],
                 capture_output=True,
                 timeout=config.faust_timeout,
                 cwd=datadir,

@@ -1,0 +1,1 @@
+"""Benchmarks: `partnerpulse bench` (the pipeline beside raw aiokafka, Faust and recompute)."""
