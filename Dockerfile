@@ -8,6 +8,8 @@ COPY pyproject.toml README.md ./
 COPY models ./models
 COPY streams ./streams
 COPY sinks ./sinks
+COPY datagen ./datagen
+COPY benchmarks ./benchmarks
 RUN pip install . && useradd --system --uid 10001 --home-dir /app partnerpulse
 USER partnerpulse
 CMD ["partnerpulse", "worker"]

@@ -7,6 +7,7 @@ variable fails here rather than being silently ignored in a container.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +23,10 @@ NOT_SETTINGS = {"PP_LOGLEVEL"}  # read by streams.runtime.run_worker from the en
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    """The compose file as `docker compose` reads it with no variables set:
+    `${NAME:-default}` becomes its default."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", (ROOT / "docker-compose.yml").read_text())
+    document: dict[str, Any] = yaml.safe_load(text)
     return document
 
 
@@ -96,7 +100,8 @@ def test_dashboard_is_published_on_host_loopback_and_checks_its_own_port(
     assert host_ip == "127.0.0.1"
     assert container_port == env["PP_WEB_PORT"]
     assert env["PP_WEB_HOST"] == "0.0.0.0"  # reachable through the port mapping
-    assert f":{container_port}/api/status" in " ".join(dashboard["healthcheck"]["test"])
+    assert f":{container_port}/healthz" in " ".join(dashboard["healthcheck"]["test"])
+    assert env["PP_WEB_TOKEN"] in ("", None)  # no token by default: loopback names only
     assert dashboard["command"][:3] == ["python", "-m", "streams.web"]
     assert importlib.util.find_spec("streams.web") is not None
 
@@ -106,7 +111,16 @@ def test_dockerfile_installs_the_package_and_runs_unprivileged() -> None:
     assert lines[[line.startswith("FROM") for line in lines].index(True)].startswith(
         "FROM python:3.11"
     )
-    for package in ("models", "streams", "sinks"):
+    for package in ("models", "streams", "sinks", "datagen", "benchmarks"):
         assert f"COPY {package} ./{package}" in lines
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
     assert 'CMD ["partnerpulse", "worker"]' in lines
+
+
+def test_workers_serve_readiness_and_metrics(compose: dict[str, Any]) -> None:
+    worker = services(compose)["worker"]
+    env = worker["environment"]
+    port = env["PP_METRICS_PORT"]
+    assert int(port) > 0 and env["PP_METRICS_HOST"] == "0.0.0.0"
+    assert f":{port}/readyz" in " ".join(worker["healthcheck"]["test"])
+    assert env["PP_RUNTIME"] == "aiokafka"  # the default; PP_RUNTIME=faust switches
