@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 BATCH_SIZES: Final = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
@@ -32,6 +32,8 @@ class Telemetry:
     def __init__(self, runtime: str) -> None:
         self.registry = registry = CollectorRegistry()
         self.runtime = runtime
+        # process_start_time_seconds, CPU, memory: a restarted process shows as a new start
+        ProcessCollector(registry=registry)
         self.lag = Gauge(
             "partnerpulse_consumer_lag",
             "Messages in the partition after the last one this worker applied",

@@ -111,3 +111,4 @@ def test_lag_batch_latency_and_dead_letters_move_as_a_replay_proceeds(tmp_path: 
     assert consumed >= sum(1 for line in events.open() if line.strip())
     assert total(final, "partnerpulse_state_cache_total", result="miss") > 0
     assert total(final, "partnerpulse_runtime_info", runtime="aiokafka") == 1
+    assert total(final, "process_start_time_seconds") > 0  # a restart shows as a new start
