@@ -595,7 +595,8 @@ class Engine:
                 self.exchange.subscribe(lead, opp_id)
 
     def _add(self, deltas: Deltas) -> None:
-        merge(self.totals, deltas.metrics)
+        """Running totals: each series point also adds to its metric's total."""
+        merge(self.totals, deltas.totals)
 
 
 def _nothing() -> None:

@@ -222,6 +222,22 @@ def window_totals(metrics: Mapping[MetricKey, int], window: Window | None) -> di
     return {key: value for key, value in out.items() if value}
 
 
+def with_totals(metrics: Mapping[MetricKey, int]) -> dict[MetricKey, int]:
+    """`metrics` with every series point also added into its running total.
+
+    Contributions and deltas carry a metric that has a series as its points
+    only; the totals are derived here (the engine) and in sinks/apply.lua
+    (Redis), so the days of a metric always add up to its total.
+    """
+    out = dict(metrics)
+    for (scope, metric), value in metrics.items():
+        mark = metric.find(SERIES_MARK)
+        if mark >= 0:
+            total = (scope, metric[:mark])
+            out[total] = out.get(total, 0) + value
+    return {key: value for key, value in out.items() if value}
+
+
 def without_points(metrics: Mapping[MetricKey, int]) -> dict[MetricKey, int]:
     """The running totals alone: `metrics` less its series points."""
     return {key: value for key, value in metrics.items() if SERIES_MARK not in key[1]}

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from models.attribution import Position, Shares, Touchpoint
-from models.periods import series_point
+from models.periods import series_point, with_totals
 
 if TYPE_CHECKING:
     from models.context import Context
@@ -78,6 +78,12 @@ class Deltas:
     def __bool__(self) -> bool:
         return bool(self.metrics or self.credits)
 
+    @property
+    def totals(self) -> dict[MetricKey, int]:
+        """The changes of the running totals: the metrics, each series point also
+        counted in its metric's total (`with_totals`)."""
+        return with_totals(self.metrics)
+
 
 def diff(subject: str, old: Contribution, new: Contribution, cause: str) -> Deltas:
     """Deltas that turn `old` into `new`: a retraction for every line that moved."""
@@ -138,33 +144,31 @@ def credit_lines(
 def count_scopes(
     metrics: dict[MetricKey, int], scopes: Iterable[str], name: str, n: int, day: str | None = None
 ) -> None:
-    """Set `name` to `n` in each scope (a conversion counts once per scope), and its
-    daily series point on `day` (`YYYY-MM-DD`, the conversion's moment) when given:
-    the point equals the total, so a series always sums to its running total."""
-    if not n:
-        return
-    if day is None:
+    """Set `name` to `n` in each scope (a conversion counts once per scope): on its
+    daily series point when the conversion has a `day` (`YYYY-MM-DD`, its
+    moment), else on the running total itself.
+
+    A metric with a series is published as its points only; its running total
+    is derived from them wherever totals are kept (`with_totals`: the engine's
+    totals, the sink's Lua), so a series sums to its total by construction and
+    a contribution carries each value once."""
+    if n:
+        key = name if day is None else series_point(name, day)
         for scope in scopes:
-            metrics[(scope, name)] = n
-        return
-    point = series_point(name, day)
-    for scope in scopes:
-        metrics[(scope, name)] = metrics[(scope, point)] = n
+            metrics[(scope, key)] = n
 
 
 def add_scopes(
     metrics: dict[MetricKey, int], totals: Mapping[str, int], name: str, day: str | None = None
 ) -> None:
-    """Add per-scope totals under metric `name`, and under its series point on `day` if given."""
+    """Add per-scope totals under metric `name`: on its series point on `day` if
+    given (the running total derives from the points: `count_scopes`)."""
     get = metrics.get
-    point = None if day is None else series_point(name, day)
+    name = name if day is None else series_point(name, day)
     for scope, value in totals.items():
         if value:
             key = (scope, name)
             metrics[key] = get(key, 0) + value
-            if point is not None:
-                key = (scope, point)
-                metrics[key] = get(key, 0) + value
 
 
 @dataclass(slots=True)

@@ -66,13 +66,23 @@ local prefix, batch, maxlen = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
 
 -- "<scope> <metric>" -> summed delta, in first-seen order (a scope has no space)
 local order, net = {}, {}
-local function bump(field, delta)
-  if delta == 0 then return end
+local function add(field, delta)
   if net[field] == nil then
     net[field] = 0
     order[#order + 1] = field
   end
   net[field] = net[field] + delta
+end
+
+-- A metric with a daily series is published as its points ("<metric>@<day>")
+-- only; its running total is derived here, as models/periods.with_totals does
+-- for the engine, so the days always add up to the total.
+local function bump(field, delta)
+  if delta == 0 then return end
+  add(field, delta)
+  local space = string.find(field, ' ', 1, true)  -- "<escaped scope> <metric>"
+  local at = string.find(field, '@', space + 1, true)
+  if at then add(field:sub(1, at - 1), delta) end
 end
 
 local function decode_metrics(json)

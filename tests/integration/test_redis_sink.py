@@ -183,13 +183,12 @@ async def test_bases_need_first_offsets(sink: RedisSink) -> None:
 
 
 async def test_series_and_leaderboards(sink: RedisSink) -> None:
-    """A "<metric>@<day>" name is a series point; partner metrics rank partners."""
+    """A "<metric>@<day>" name is a series point, and the script adds it into the
+    metric's running total too; partner metrics rank partners."""
     arr, day = "nb.cw.attributed_arr", "nb.cw.attributed_arr@2026-03-01"
 
     def contribution(partner: str, value: int) -> Contribution:
-        return Contribution(
-            {(f"partner:{partner}", arr): value, (f"partner:{partner}", day): value}, {}
-        )
+        return Contribution({(f"partner:{partner}", day): value}, {})  # the point only
 
     await sink.apply(
         {"opportunity:o1": contribution("slack", 500), "opportunity:o2": contribution("a b*", 900)},
@@ -220,7 +219,11 @@ async def test_metric_names_are_escaped_in_series_and_leaderboard_keys(sink: Red
     assert await sink.client.exists(sink.keys.prefix + "lb:m%2Fx%20y%3A%2A")
     assert await sink.client.exists(sink.keys.prefix + "d:all:m%2Fx%20y%3A%2A")
     assert await sink.read_leaderboard(odd) == [("p", 2)]
-    assert await sink.read_metrics() == {("partner:p", odd): 2, ("all", f"{odd}@2026-01-02"): 3}
+    assert await sink.read_metrics() == {
+        ("partner:p", odd): 2,
+        ("all", f"{odd}@2026-01-02"): 3,
+        ("all", odd): 3,  # the point's running total
+    }
 
 
 # --- fencing: ownership and offset continuity ----------------------------------------

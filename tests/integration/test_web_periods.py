@@ -38,12 +38,8 @@ ZOOM = {"nb.leads.influenced@2026-07-20": 7, "nb.cw.attributed_arr@2026-08-03": 
 
 
 def contribution(scope: str, points: dict[str, int]) -> Contribution:
-    """The points and, as the engine publishes them, their running totals."""
-    metrics = {(scope, m): v for m, v in points.items()}
-    for metric, value in points.items():
-        total = (scope, metric.partition("@")[0])
-        metrics[total] = metrics.get(total, 0) + value
-    return Contribution(metrics, {})
+    """The points, as the engine publishes them (the sink derives the totals)."""
+    return Contribution({(scope, m): v for m, v in points.items()}, {})
 
 
 async def serving(calendar: Calendar) -> AsyncIterator[Served]:

@@ -46,8 +46,8 @@ def test_an_entry_known_before_its_broadcast_still_resettles_the_campaigns_leads
     for event in lead_events():
         engine.ingest(event)
     first = engine.settle()
-    assert ("partner:slack", "nb.leads.influenced") not in first.metrics
-    assert first.metrics[("all", "nb.leads.influenced")] == 1
+    assert ("partner:slack", "nb.leads.influenced") not in first.totals
+    assert first.totals[("all", "nb.leads.influenced")] == 1
 
     entry = RegistryEntry(1, "r1", "slack")
     assert engine.registry.offer(CAMPAIGN, entry)  # known already (a worker's start)
@@ -55,9 +55,9 @@ def test_an_entry_known_before_its_broadcast_still_resettles_the_campaigns_leads
     later = engine.settle()
 
     # the one touchpoint is FT and LC: the lead is influenced and acquired by slack
-    assert later.metrics[("partner:slack", "nb.leads.influenced")] == 1
-    assert later.metrics[("partner:slack", "leads.acquired")] == 1
-    assert later.metrics[("partner:slack", "nb.leads.attributed")] == 1_000_000
+    assert later.totals[("partner:slack", "nb.leads.influenced")] == 1
+    assert later.totals[("partner:slack", "leads.acquired")] == 1
+    assert later.totals[("partner:slack", "nb.leads.attributed")] == 1_000_000
     assert ("all", "nb.leads.influenced") not in later.metrics  # unchanged there
 
 
@@ -100,7 +100,7 @@ def test_a_subject_that_fails_to_settle_is_isolated(monkeypatch: pytest.MonkeyPa
     assert "bad" not in engine.leads
     assert deltas.metrics[("all", "dq.dead_letters.processing_error")] == 2
     assert deltas.metrics[("all", "dq.dead_letters")] == 2
-    assert deltas.metrics[("all", "nb.leads.influenced")] == 1  # l1 only
+    assert deltas.totals[("all", "nb.leads.influenced")] == 1  # l1 only
     assert {c.subject for c in deltas.credits} == {"lead:l1"}
 
     later = engine.apply(event({**TOUCH, "event_id": "b3", "lead_id": "bad"}))
@@ -145,4 +145,4 @@ def test_an_opportunity_keeps_its_state_from_before_the_failed_settle(
     assert engine.opportunities["o1"].won is None  # the won event is gone with the batch
     assert engine.opportunities["o1"].contribution == before
     # the same event again (its redelivery) now settles: the deal is won
-    assert engine.apply(event(won)).metrics[("all", "nb.cw.influenced")] == 1
+    assert engine.apply(event(won)).totals[("all", "nb.cw.influenced")] == 1

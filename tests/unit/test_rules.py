@@ -748,8 +748,8 @@ def test_arr_change_uses_latest_by_event_time() -> None:
     assert value(engine, scope, "nb.s2.influenced_arr") == 10_000
     deltas = feed(engine, stage("s3", "O", 7, "S3", arr=300))
     # retract 10 000, apply 30 000
-    assert deltas.metrics[(scope, "nb.s2.influenced_arr")] == 20_000
-    assert deltas.metrics[("all", "nb.s2.attributed_arr")] == 20_000
+    assert deltas.totals[(scope, "nb.s2.influenced_arr")] == 20_000
+    assert deltas.totals[("all", "nb.s2.attributed_arr")] == 20_000
     assert moves(deltas, "opportunity:O") == {"a": (F(0), 20_000)}
     # an older ARR arriving later changes nothing
     deltas = feed(engine, stage("s4", "O", 6.5, "S4", arr=200))
@@ -1143,9 +1143,9 @@ def test_registry_change_reattributes() -> None:
         feed(engine, raw)
     assert value(engine, "partner:slack", "nb.s2.attributed_arr") == 10_000
     deltas = feed(engine, registry("r1", name, 10, "Zoom"))
-    assert deltas.metrics[("partner:slack", "nb.s2.attributed_arr")] == -10_000
-    assert deltas.metrics[("partner:zoom", "nb.s2.attributed_arr")] == 10_000
-    assert deltas.metrics[("partner:slack", "nb.leads.attributed")] == -1_000_000
+    assert deltas.totals[("partner:slack", "nb.s2.attributed_arr")] == -10_000
+    assert deltas.totals[("partner:zoom", "nb.s2.attributed_arr")] == 10_000
+    assert deltas.totals[("partner:slack", "nb.leads.attributed")] == -1_000_000
     retracted = [d for d in deltas.credits if d.subject == "opportunity:O" and d.credit < 0]
     assert [(d.touch_id, d.credit, d.units) for d in retracted] == [("t", F(-1), -10_000)]
     assert "partner:slack" in retracted[0].scopes
