@@ -4,15 +4,19 @@ document, tables, and the options several commands take."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
+from click.decorators import FC
 from rich.console import Console
 from rich.table import Table
 
@@ -109,48 +113,52 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the SPEC §6 JSON document."
 )
 max_bytes_option = click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True)
-model_option = click.option(
-    "--model",
-    type=click.Choice(["w-shaped", "full-path"]),
-    default="w-shaped",
-    show_default=True,
-    help="Opportunity attribution model.",
+
+
+def choice_option(flag: str, choices: list[str], help: str) -> Callable[[FC], FC]:
+    """An option taking one of `choices`, the first by default."""
+    return click.option(
+        flag, type=click.Choice(choices), default=choices[0], show_default=True, help=help
+    )
+
+
+model_option = choice_option("--model", ["w-shaped", "full-path"], "Opportunity attribution model.")
+mapping_option = choice_option(
+    "--mapping", ["contact-role", "account"], "Which leads' touchpoints an opportunity pools."
 )
-mapping_option = click.option(
-    "--mapping",
-    type=click.Choice(["contact-role", "account"]),
-    default="contact-role",
-    show_default=True,
-    help="Which leads' touchpoints an opportunity pools.",
-)
 
 
-def _set_environment(variable: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
-    """An option callback that sets `variable` for every `Settings` read in this
-    process and the workers it starts (the option is the variable's flag)."""
+def environment_option(
+    flag: str, choices: list[str], variable: str, help: str
+) -> Callable[[FC], FC]:
+    """An option that is the flag of `variable`: it sets the variable for every
+    `Settings` read in this process and the workers it starts."""
 
-    def callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    def choose(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value is not None:
             os.environ[variable] = value
 
-    return callback
+    return click.option(
+        flag,
+        type=click.Choice(choices),
+        default=None,
+        expose_value=False,
+        callback=choose,
+        help=help,
+    )
 
 
-runtime_option = click.option(
+runtime_option = environment_option(
     "--runtime",
-    type=click.Choice(["aiokafka", "faust"]),
-    default=None,
-    expose_value=False,
-    callback=_set_environment("PP_RUNTIME"),
-    help="The workers' consumer loop [default: PP_RUNTIME, aiokafka].",
+    ["aiokafka", "faust"],
+    "PP_RUNTIME",
+    "The workers' consumer loop [default: PP_RUNTIME, aiokafka].",
 )
-embedded_broker_option = click.option(
+embedded_broker_option = environment_option(
     "--embedded-broker",
-    type=click.Choice(["tansu", "apache-kafka"]),
-    default=None,
-    expose_value=False,
-    callback=_set_environment("PP_EMBEDDED_BROKER"),
-    help="Local broker started when PP_BROKER is unset [default: PP_EMBEDDED_BROKER, tansu].",
+    ["tansu", "apache-kafka"],
+    "PP_EMBEDDED_BROKER",
+    "Local broker started when PP_BROKER is unset [default: PP_EMBEDDED_BROKER, tansu].",
 )
 
 
@@ -192,3 +200,42 @@ def window_of(period: str | None, first: datetime | None, last: datetime | None)
 def calendar() -> Calendar:
     """The fiscal calendar of the environment (`PP_FISCAL_YEAR_START`)."""
     return Calendar(Settings().fiscal_year_start)
+
+
+# --- the engine over a file: recompute, report --file ---------------------------
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How a command runs the engine over a file (--model, --mapping,
+    --max-bytes) and the window it reads the totals through."""
+
+    model: str
+    mapping: str
+    max_bytes: int
+    window: Window | None
+
+    def run(self, file: Path) -> tuple[Engine, int]:
+        """The engine after FILE and its latest event time (`run_file`)."""
+        return run_file(file, engine_config(self.model, self.mapping), self.max_bytes)
+
+
+def engine_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--model, --mapping, --max-bytes and the window options, handed to
+    `command` as one `options: EngineOptions` argument (the window checked first)."""
+
+    @functools.wraps(command)
+    def with_options(
+        *args: Any,
+        model: str,
+        mapping: str,
+        max_bytes: int,
+        period: str | None,
+        first: datetime | None,
+        last: datetime | None,
+        **kwargs: Any,
+    ) -> None:
+        window = window_of(period, first, last)
+        command(*args, options=EngineOptions(model, mapping, max_bytes, window), **kwargs)
+
+    return model_option(mapping_option(max_bytes_option(window_options(with_options))))

@@ -14,16 +14,11 @@ from models.events import to_micros
 from models.report import build_report, parse_as_of, rich_tables
 from models.subject import MetricKey
 from streams.cli.common import (
+    EngineOptions,
     calendar,
-    engine_config,
+    engine_options,
     input_file,
-    mapping_option,
-    max_bytes_option,
-    model_option,
     print_tables,
-    run_file,
-    window_of,
-    window_options,
 )
 from streams.settings import Settings
 
@@ -46,10 +41,7 @@ LOCAL_REDIS = "redis://127.0.0.1:6379"
     "or now for Redis].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@model_option
-@mapping_option
-@max_bytes_option
-@window_options
+@engine_options
 @click.option(
     "--compare", is_flag=True, help="Show the previous period of the same length beside it."
 )
@@ -59,12 +51,7 @@ def report(
     prefix: str | None,
     as_of: str | None,
     as_json: bool,
-    model: str,
-    mapping: str,
-    max_bytes: int,
-    period: str | None,
-    first: datetime | None,
-    last: datetime | None,
+    options: EngineOptions,
     compare: bool,
 ) -> None:
     """Partner report: New Business / Expansion funnel per partner, then the scorecard.
@@ -74,11 +61,11 @@ def report(
     adds the previous period (the quarter before a quarter, else as many days
     just before) and the change.  Goals are measured over their own periods.
     """
-    window = window_of(period, first, last)
+    window = options.window
     if compare and window is None:
         raise click.UsageError("--compare needs --period or --from/--to")
     if file is not None:
-        engine, latest = run_file(file, engine_config(model, mapping), max_bytes)
+        engine, latest = options.run(file)
         totals = engine.totals
     else:
         totals = totals_from_redis(redis_url, prefix)
