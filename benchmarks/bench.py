@@ -64,6 +64,7 @@ from models.parse import DEFAULT_MAX_BYTES, Rejection, parse_event
 from models.periods import SERIES_METRICS, Calendar, Window
 from sinks.redis_sink import RedisSink
 from streams.admin import create_topics, ensure_topics
+from streams.cli.common import gc_paused, json_document, run_file
 from streams.processing import CONSUMED
 from streams.runtime import (
     EndOffsets,
@@ -883,8 +884,6 @@ async def _steady(run: ReplayRun, records: Sequence[Record], rate: float) -> lis
 def _recompute_rate(path: Path) -> float:
     """Lines/s of `recompute --json` over the bench file, in this process (the
     command's own code path, so start-up and imports are left out)."""
-    from streams.cli import json_document, run_file
-
     with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     started = time.perf_counter()
@@ -901,8 +900,6 @@ def codec_size(leads: int, redis_url: str, chunk: int = 100_000) -> CodecSize:
     bounded; each chunk's encoded lead states are loaded into a scratch Redis
     hash once, to measure Redis's own bytes per entry, and deleted.
     """
-    from streams.cli import gc_paused
-
     compress = Settings().state_compression  # read once: it parses the environment
     started = time.perf_counter()
     sizes: list[int] = []

@@ -1,7 +1,7 @@
 """Typed input events (SPEC §1).
 
 Every event is validated once, at the boundary, into one of these frozen
-models; everything downstream (the engine, the agents) trusts them.  Unknown
+models; everything downstream (the engine, the workers) trusts them.  Unknown
 extra fields are ignored so CRM exports with more columns still load.
 """
 

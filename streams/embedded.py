@@ -220,7 +220,7 @@ def _run_coro_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
     Works whether or not the caller is already inside a running event loop:
     the coroutine always runs on a private loop in a helper thread, so the
     sync API never trips over "asyncio.run() cannot be called from a running
-    event loop" (e.g. inside pytest-asyncio tests or a faust app's startup).
+    event loop" (e.g. inside pytest-asyncio tests or a worker's start-up).
     """
     result: list[_T] = []
     error: list[BaseException] = []
@@ -354,7 +354,7 @@ class EmbeddedBroker(Service):
 
         with EmbeddedBroker() as broker:
             broker.create_topics_sync({"events": 4})
-            app = faust.App("x", broker=broker.url, ...)
+            consumer = AIOKafkaConsumer("events", bootstrap_servers=broker.bootstrap)
 
     The listener *and* the advertised listener are ``tcp://127.0.0.1:<port>``:
     Tansu's defaults are ``0.0.0.0:9092`` / ``localhost:9092``, which would
@@ -414,7 +414,7 @@ class EmbeddedBroker(Service):
 
     @property
     def url(self) -> str:
-        """``"kafka://127.0.0.1:PORT"`` -- for ``faust.App(broker=...)``."""
+        """``"kafka://127.0.0.1:PORT"`` -- the ``PP_BROKER`` form."""
         return f"kafka://{self.bootstrap}"
 
     @property

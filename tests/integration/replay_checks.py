@@ -12,7 +12,7 @@ import pytest
 from datagen import SyntheticConfig, generate
 from models.engine import Engine
 from models.output import render
-from streams.cli import engine_config, read_jsonl
+from streams.cli.common import engine_config, read_jsonl
 from streams.runtime import ReplayRun
 from streams.settings import Settings
 

@@ -24,7 +24,8 @@ from models.engine import Engine
 from models.output import render
 from models.periods import SERIES_METRICS, Calendar, Window, split_point, window_totals
 from sinks.redis_sink import RedisSink
-from streams.cli import main, read_jsonl
+from streams.cli import main
+from streams.cli.common import read_jsonl
 from streams.runtime import replay_run
 from streams.settings import Settings
 from streams.windows import read_window
