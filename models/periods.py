@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from itertools import product
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 from models.config import DAY_US
 
-if TYPE_CHECKING:
-    from models.subject import MetricKey
+MetricKey = tuple[str, str]
+"""(scope, metric), e.g. `("partner:slack", "nb.cw.attributed_arr")`; a series point's
+metric is `<metric>@<day>`.  Defined here, below models.subject, which re-exports it."""
 
 SERIES_MARK: Final = "@"
 """Separates a metric from its day in a series point's name: `nb.cw.influenced@2026-09-14`."""

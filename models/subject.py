@@ -16,13 +16,11 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from models.attribution import Position, Shares, Touchpoint
+from models.periods import MetricKey as MetricKey  # re-exported: every subject speaks it
 from models.periods import series_point, with_totals
 
 if TYPE_CHECKING:
     from models.context import Context
-
-MetricKey = tuple[str, str]
-"""(scope, metric), e.g. `("partner:slack", "nb.cw.attributed_arr")`."""
 
 
 @dataclass(frozen=True, slots=True)
