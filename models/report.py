@@ -9,10 +9,12 @@ file) and prints.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from rich.console import JustifyMethod
 from rich.table import Table
@@ -149,7 +151,11 @@ def build_report(
     everything = by_scope(totals)
     view = View.of(totals, window, as_of)
     before = View.of(totals, previous, as_of) if window is not None and previous else None
-    partners = sorted(s for s in everything if s.startswith("partner:"))
+    # `partners` (the deduplicated any-partner total) first, then each partner
+    partners = [
+        *(["partners"] if "partners" in everything else []),
+        *sorted(s for s in everything if s.startswith("partner:")),
+    ]
     span = f", {window.first} to {window.last}" if window else ""
     if before is not None and previous is not None:
         span += f" (vs {previous.first} to {previous.last})"
@@ -177,7 +183,7 @@ def build_report(
     tables["goals"] = table(
         f"Partner goals, each over its own period (pace as of {iso(as_of)})",
         GOALS,
-        goal_rows(goals, [s for s in ("partners", *partners) if s in goals]),
+        goal_rows(goals, [s for s in partners if s in goals]),
     )
     if window is None:
         tables["cohorts"] = table(
@@ -195,6 +201,17 @@ def build_report(
         "previous": span_of(previous if before is not None else None),
         "tables": tables,
     }
+
+
+TABLES: Final = (
+    "new_business",
+    "expansion",
+    *SCORECARD,
+    "goals",
+    "cohorts",
+    "depth",
+)
+"""The report's tables, in order (cohorts and depth are levels: all-time reports only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,3 +365,30 @@ def rich_tables(report: Mapping[str, Any]) -> list[Table]:
             grid.add_row(row["label"], *cells)
         out.append(grid)
     return out
+
+
+def to_csv(table: Mapping[str, Any]) -> str:
+    """A table (of the report or the dashboard: `{columns, rows}`) as CSV: a
+    ``scope`` column, then one per column (its label and, when the unit is
+    money, the currency), then the previous period's columns if any.  One
+    function for `report --csv` and the dashboard's downloads, so a CSV is the
+    same table wherever it comes from."""
+    columns = table["columns"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    windowed = any("previous" in row for row in table["rows"])
+    heads = [_head(c, table.get("currency", "")) for c in columns]
+    writer.writerow(["scope", *heads, *(f"{h} (previous period)" for h in heads if windowed)])
+    for row in table["rows"]:
+        cells = [row["values"].get(c["key"]) for c in columns]
+        if windowed:
+            cells += [row.get("previous", {}).get(c["key"]) for c in columns]
+        writer.writerow([row["label"], *("" if x is None else x for x in cells)])
+    return out.getvalue()
+
+
+def _head(column: Mapping[str, str], currency: str) -> str:
+    group = f"{column['group']} " if column.get("group") else ""
+    unit = f" ({currency})" if column["unit"] == "money" and currency else ""
+    label = " ".join(column["label"].split())  # a report label may break over lines
+    return f"{group}{label}{unit}"

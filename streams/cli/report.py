@@ -11,7 +11,7 @@ import click
 import orjson
 
 from models.events import to_micros
-from models.report import build_report, parse_as_of, rich_tables
+from models.report import TABLES, build_report, parse_as_of, rich_tables, to_csv
 from models.subject import MetricKey
 from streams.cli.common import (
     EngineOptions,
@@ -41,6 +41,12 @@ LOCAL_REDIS = "redis://127.0.0.1:6379"
     "or now for Redis].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--csv",
+    "csv_table",
+    type=click.Choice(TABLES),
+    help="Print that table as CSV instead (ARR in cents, rates as fractions).",
+)
 @engine_options
 @click.option(
     "--compare", is_flag=True, help="Show the previous period of the same length beside it."
@@ -51,6 +57,7 @@ def report(
     prefix: str | None,
     as_of: str | None,
     as_json: bool,
+    csv_table: str | None,
     options: EngineOptions,
     compare: bool,
 ) -> None:
@@ -74,6 +81,10 @@ def report(
     document = build_report(totals, parse_as_of(as_of) if as_of else latest, window, previous)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    elif csv_table is not None:
+        if csv_table not in document["tables"]:  # the level tables have no window
+            raise click.UsageError(f"the {csv_table} table has no values for a window")
+        sys.stdout.write(to_csv(document["tables"][csv_table]))
     else:
         print_tables(rich_tables(document))
 

@@ -58,6 +58,7 @@ from models.periods import (
     window_totals,
     without_points,
 )
+from models.report import to_csv
 from models.subject import MetricKey
 from sinks.keys import escape, glob_escape, unescape_named
 from sinks.redis_sink import RedisSink, SinkUnavailableError
@@ -332,7 +333,7 @@ async def _table(request: web.Request) -> web.StreamResponse:
         tables.with_previous(table, tables.only_partner(previous, partner) if partner else previous)
         table["previous_window"] = _window_json(before)
     if _wants_csv(request):
-        return _csv_response(tables.to_csv(table), name)
+        return _csv_response(to_csv(table), name)
     return _json(table)
 
 

@@ -18,8 +18,6 @@ series yet is ``None`` in a window (unknown), never a misleading all-time value.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -396,26 +394,3 @@ def _period_text(period: tuple[float, float] | None, progress: GoalProgress) -> 
 def _rank(scope: str, order: Sequence[str]) -> int:
     kind = scope.partition(":")[0]
     return order.index(kind) if kind in order else len(order)
-
-
-def to_csv(table: Mapping[str, Any]) -> str:
-    """The table as CSV: a ``scope`` column, then one per column (its label and, when
-    the unit is money, the currency), then the previous period's columns if any."""
-    columns = table["columns"]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    windowed = any("previous" in row for row in table["rows"])
-    heads = [_head(c, table.get("currency", "")) for c in columns]
-    writer.writerow(["scope", *heads, *(f"{h} (previous period)" for h in heads if windowed)])
-    for row in table["rows"]:
-        cells = [row["values"].get(c["key"]) for c in columns]
-        if windowed:
-            cells += [row.get("previous", {}).get(c["key"]) for c in columns]
-        writer.writerow([row["label"], *("" if x is None else x for x in cells)])
-    return out.getvalue()
-
-
-def _head(column: Mapping[str, str], currency: str) -> str:
-    group = f"{column['group']} " if column.get("group") else ""
-    unit = f" ({currency})" if column["unit"] == "money" and currency else ""
-    return f"{group}{column['label']}{unit}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -54,3 +56,30 @@ def test_generate_then_recompute_json(tmp_path: Path) -> None:
 
     table = runner.invoke(main, ["recompute", str(events)])
     assert table.exit_code == 0 and "partner:" in table.output
+
+
+def test_report_csv_is_the_json_table(tmp_path: Path) -> None:
+    """`report --csv TABLE` holds the rows and values of that table in `--json`,
+    previous period included."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(json.dumps(item) for item in generate(SyntheticConfig(seed=3, leads=300))) + "\n"
+    )
+    runner = CliRunner()
+    common = ["report", "--file", str(events), "--period", "2026Q1", "--compare"]
+    document = json.loads(runner.invoke(main, [*common, "--json"]).output)
+    for name in ("new_business", "pipeline"):
+        result = runner.invoke(main, [*common, "--csv", name])
+        assert result.exit_code == 0, result.output
+        header, *rows = list(csv.reader(io.StringIO(result.output)))
+        table = document["tables"][name]
+        keys = [c["key"] for c in table["columns"]]
+        assert len(header) == 1 + 2 * len(keys)  # scope, the window's, the previous period's
+        assert len(rows) == len(table["rows"]) > 1
+        assert rows[1][0] == "partners" or name == "pipeline"  # the any-partner row
+        for row, expected in zip(rows, table["rows"], strict=True):
+            values = [expected["values"][k] for k in keys]
+            values += [expected["previous"][k] for k in keys]
+            assert row == [expected["label"], *("" if v is None else str(v) for v in values)]
+    levels = runner.invoke(main, [*common, "--csv", "cohorts"])
+    assert levels.exit_code != 0 and "no values for a window" in levels.output
