@@ -285,7 +285,16 @@ class BenchResult:
 
     def runtime_median(self, runtime: str, name: str) -> Figure:
         """Median of one runtime's figure over the repetitions."""
-        return self.median(lambda r: getattr(r.runtimes[runtime], name))
+        return self.median(_of(runtime, name))
+
+    def runtime_ratios(self) -> dict[str, Figure]:
+        """Each other runtime's one-worker rate ÷ the configured one's, per repetition."""
+        mine = self.runtime
+        return {
+            f"{runtime}_to_{mine}": self.ratio(_of(runtime, "one_worker"), attrgetter("one_worker"))
+            for runtime in self.runtimes()
+            if runtime != mine
+        }
 
     def as_json(self) -> dict[str, Any]:
         """Every figure, for scripts and the smoke test (strings are "n/a (reason)")."""
@@ -308,6 +317,7 @@ class BenchResult:
                 "pipeline_to_faust_textbook": self.ratio(one, attrgetter("faust_table")),
                 "pipeline_to_raw": self.ratio(one, attrgetter("raw")),
                 "two_workers_to_one": self.ratio(attrgetter("two_workers"), one),
+                **self.runtime_ratios(),
             },
             "state": asdict(self.state) if self.state else None,
             "memory": asdict(self.memory) if self.memory else None,
@@ -389,6 +399,11 @@ class BenchResult:
             )
             out.append(f"  {label:<34}{cells}")
         return out
+
+
+def _of(runtime: str, name: str) -> Callable[[Repetition], Figure]:
+    """Picks one runtime's figure `name` out of a repetition."""
+    return lambda r: getattr(r.runtimes[runtime], name)
 
 
 def _fmt(value: Figure, unit: str, digits: int = 0) -> str:
