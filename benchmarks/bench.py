@@ -398,6 +398,9 @@ class BenchResult:
                 f"{_fmt(self.runtime_median(rt, name), unit, digits):>18}" for rt in runtimes
             )
             out.append(f"  {label:<34}{cells}")
+        for name, value in self.runtime_ratios().items():
+            shown = f"{value:.2f}x" if isinstance(value, float) else value
+            out.append(f"  {name.replace('_to_', ' ÷ ') + ', 1 worker':<34}{shown:>18}")
         return out
 
 

@@ -57,6 +57,7 @@ def test_bench_prints_every_figure() -> None:
             assert isinstance(value, float) and value > 0, (runtime, name, value)
     assert runtimes["aiokafka"]["one_worker"] == median["one_worker"]
     assert runtimes["aiokafka"]["p99_ms"] == median["p99_ms"]
+    assert isinstance(result["ratios"]["faust_to_aiokafka"], float)
     assert isinstance(result["ratios"]["two_workers_to_one"], float)
     assert isinstance(result["ratios"]["pipeline_to_raw"], float)
     state = result["state"]
