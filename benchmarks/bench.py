@@ -392,7 +392,7 @@ class BenchResult:
             ("restart to processing", "restart_s", "s", 1),
         ]
         head = "".join(f"{runtime:>18}" for runtime in runtimes)
-        out = [f"{'runtimes on ' + self.broker + ' (' + self.runtime + ' above)':<36}{head}"]
+        out = [f"{'runtimes on ' + self.broker:<36}{head}"]
         for label, name, unit, digits in rows:
             cells = "".join(
                 f"{_fmt(self.runtime_median(rt, name), unit, digits):>18}" for rt in runtimes
