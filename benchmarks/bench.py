@@ -281,6 +281,7 @@ class BenchResult:
         return self.median(one)
 
     def runtimes(self) -> list[str]:
+        """The runtimes measured, the configured one first."""
         return list(self.repetitions[0].runtimes) if self.repetitions else []
 
     def runtime_median(self, runtime: str, name: str) -> Figure:
@@ -465,7 +466,7 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
                 result.state = result.state or state
                 report(
                     f"{runtime}: "
-                    + " | ".join(f"{k} {v}" for k, v in vars(figures[runtime]).items())
+                    + " | ".join(f"{k} {_fmt(v, '', 1)}" for k, v in vars(figures[runtime]).items())
                 )
             two, _ = _pipeline(base, records, config.partitions, 2, False)
             recompute = _recompute_rate(path)
