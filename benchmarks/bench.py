@@ -20,7 +20,16 @@ Per repetition, on one generated event file:
   was applied before that moment is not counted);
 - latency: a fresh run's worker fed at a steady `rate`, each event timed
   from its `send()` call to Redis recording its offset as applied;
+- restart: a fresh run's only worker, SIGKILLed once it applied a batch of
+  the file's backlog; timed from the replacement's spawn until Redis's
+  applied input offsets move again (process start, group join, which waits
+  out the dead member's session, partition claim, seek, first batch applied);
 - recompute: the batch oracle over the same file, in this process.
+
+The one-worker rate, the latency and the restart are measured for every
+runtime in `BenchConfig.runtimes` (aiokafka and Faust agents), each run
+with the same helpers, only `runtime=` differs; the headline figures are
+those of the configured runtime (`PP_RUNTIME`), measured once.
 
 The Faust baselines run in a subprocess with a timeout (Faust can hang on
 the embedded broker, docs/streaming-spike.md): a failure is reported as
@@ -113,6 +122,19 @@ class BenchConfig:
     """When set: one extra one-worker run under py-spy, raw stacks written here."""
     series_scale: tuple[int, int, int] = (50, 500, 20)
     """Partners, campaigns and channels of the synthetic year of series (0s: skip it)."""
+    runtimes: tuple[str, ...] = ("aiokafka", "faust")
+    """Runtimes measured side by side (the configured one is always among them)."""
+
+
+@dataclass
+class RuntimeFigures:
+    """One runtime's figures in one repetition, measured back to back on one broker."""
+
+    one_worker: Figure
+    p50_ms: Figure
+    p99_ms: Figure
+    restart_s: Figure
+    """Replacement worker's spawn → Redis's applied input offsets move again."""
 
 
 @dataclass
@@ -127,6 +149,11 @@ class Repetition:
     p50_ms: Figure
     p99_ms: Figure
     recompute: Figure
+    runtimes: dict[str, RuntimeFigures] = field(default_factory=dict)
+    """Per runtime; the configured one's figures are also the ones above."""
+
+
+RUNTIME_FIGURES: Final = tuple(f.name for f in fields(RuntimeFigures))
 
 
 @dataclass
@@ -224,6 +251,10 @@ class BenchResult:
     config: BenchConfig
     events: int
     leads: int
+    broker: str = "configured"
+    """The embedded broker the run started ("tansu", "apache-kafka"), else "configured"."""
+    runtime: str = "aiokafka"
+    """The configured runtime (`PP_RUNTIME`): the headline figures are its."""
     repetitions: list[Repetition] = field(default_factory=list)
     state: StateSize | None = None
     memory: StateSize | None = None
@@ -250,14 +281,37 @@ class BenchResult:
 
         return self.median(one)
 
+    def runtimes(self) -> list[str]:
+        """The runtimes measured, the configured one first."""
+        return list(self.repetitions[0].runtimes) if self.repetitions else []
+
+    def runtime_median(self, runtime: str, name: str) -> Figure:
+        """Median of one runtime's figure over the repetitions."""
+        return self.median(_of(runtime, name))
+
+    def runtime_ratios(self) -> dict[str, Figure]:
+        """Each other runtime's one-worker rate ÷ the configured one's, per repetition."""
+        mine = self.runtime
+        return {
+            f"{runtime}_to_{mine}": self.ratio(_of(runtime, "one_worker"), attrgetter("one_worker"))
+            for runtime in self.runtimes()
+            if runtime != mine
+        }
+
     def as_json(self) -> dict[str, Any]:
         """Every figure, for scripts and the smoke test (strings are "n/a (reason)")."""
-        names = [f.name for f in fields(Repetition)]
+        names = [f.name for f in fields(Repetition) if f.name != "runtimes"]
         one = attrgetter("one_worker")
         return {
             "events": self.events,
             "leads": self.leads,
             "partitions": self.config.partitions,
+            "broker": self.broker,
+            "runtime": self.runtime,
+            "runtimes": {
+                runtime: {name: self.runtime_median(runtime, name) for name in RUNTIME_FIGURES}
+                for runtime in self.runtimes()
+            },
             "runs": [asdict(r) for r in self.repetitions],
             "median": {name: self.median(attrgetter(name)) for name in names},
             "ratios": {
@@ -265,6 +319,7 @@ class BenchResult:
                 "pipeline_to_faust_textbook": self.ratio(one, attrgetter("faust_table")),
                 "pipeline_to_raw": self.ratio(one, attrgetter("raw")),
                 "two_workers_to_one": self.ratio(attrgetter("two_workers"), one),
+                **self.runtime_ratios(),
             },
             "state": asdict(self.state) if self.state else None,
             "memory": asdict(self.memory) if self.memory else None,
@@ -307,6 +362,7 @@ class BenchResult:
         row(f"latency @ {c.rate:,.0f}/s for {c.seconds:g} s, p50", lambda r: r.p50_ms, "ms")
         row("                          p99 (≤ 250)", lambda r: r.p99_ms, "ms")
         row("recompute (batch oracle)", lambda r: r.recompute, "ev/s")
+        out += self.runtime_lines()
         if self.state is not None:
             out += self.state.lines()
         if self.memory is not None:
@@ -326,11 +382,39 @@ class BenchResult:
             out += profile_top(self.config.profile)
         return out
 
+    def runtime_lines(self) -> list[str]:
+        """The runtimes side by side (medians), on this run's broker."""
+        runtimes = self.runtimes()
+        if not runtimes:
+            return []
+        rows = [
+            ("full pipeline, 1 worker", "one_worker", "ev/s", 0),
+            (f"latency @ {self.config.rate:,.0f}/s, p50", "p50_ms", "ms", 0),
+            ("                      p99", "p99_ms", "ms", 0),
+            ("restart to processing", "restart_s", "s", 1),
+        ]
+        head = "".join(f"{runtime:>18}" for runtime in runtimes)
+        out = [f"{'runtimes on ' + self.broker:<36}{head}"]
+        for label, name, unit, digits in rows:
+            cells = "".join(
+                f"{_fmt(self.runtime_median(rt, name), unit, digits):>18}" for rt in runtimes
+            )
+            out.append(f"  {label:<34}{cells}")
+        for name, value in self.runtime_ratios().items():
+            shown = f"{value:.2f}x" if isinstance(value, float) else value
+            out.append(f"  {name.replace('_to_', ' ÷ ') + ', 1 worker':<34}{shown:>18}")
+        return out
 
-def _fmt(value: Figure, unit: str) -> str:
+
+def _of(runtime: str, name: str) -> Callable[[Repetition], Figure]:
+    """Picks one runtime's figure `name` out of a repetition."""
+    return lambda r: getattr(r.runtimes[runtime], name)
+
+
+def _fmt(value: Figure, unit: str, digits: int = 0) -> str:
     if isinstance(value, str):
         return value
-    return f"{value:,.0f} {unit}".strip()
+    return f"{value:,.{digits}f} {unit}".strip()
 
 
 # --- the run -----------------------------------------------------------------
@@ -358,8 +442,11 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
     path.write_bytes(b"\n".join(lines) + b"\n")
     records, steady_records = _records(lines), _records(steady)
     leads = len({r[1] for r in records if r[0] == "leads"})
-    result = BenchResult(config, len(records), leads)
-    with infrastructure(Settings()) as (base, endpoints):
+    configured = Settings()
+    broker = "configured" if configured.broker else configured.embedded_broker
+    result = BenchResult(config, len(records), leads, broker, configured.runtime)
+    runtimes = list(dict.fromkeys((configured.runtime, *config.runtimes)))
+    with infrastructure(configured) as (base, endpoints):
         base = base.model_copy(
             update={"broker": endpoints.broker, "redis_url": endpoints.redis_url}
         )
@@ -371,15 +458,39 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
             )
             bare = _faust(base, endpoints, scratch, "bare", len(lines), config)
             table = _faust(base, endpoints, scratch, "table", len(lines), config)
-            measure_state = result.state is None
-            one, state = _pipeline(base, records, config.partitions, 1, measure_state)
-            result.state = result.state or state
+            figures: dict[str, RuntimeFigures] = {}
+            for runtime in runtimes:
+                measure_state = result.state is None and runtime == base.runtime
+                figures[runtime], state = _runtime_figures(
+                    base, records, steady_records, config, runtime, measure_state
+                )
+                result.state = result.state or state
+                report(
+                    f"{runtime}: "
+                    + " | ".join(f"{k} {_fmt(v, '', 1)}" for k, v in vars(figures[runtime]).items())
+                )
             two, _ = _pipeline(base, records, config.partitions, 2, False)
-            p50, p99 = _latency(base, steady_records, config)
             recompute = _recompute_rate(path)
-            result.repetitions.append(Repetition(raw, bare, table, one, two, p50, p99, recompute))
+            mine = figures[base.runtime]
+            result.repetitions.append(
+                Repetition(
+                    raw,
+                    bare,
+                    table,
+                    mine.one_worker,
+                    two,
+                    mine.p50_ms,
+                    mine.p99_ms,
+                    recompute,
+                    figures,
+                )
+            )
             report(
-                " | ".join(f"{k} {_fmt(v, '')}" for k, v in vars(result.repetitions[-1]).items())
+                " | ".join(
+                    f"{k} {_fmt(v, '')}"
+                    for k, v in vars(result.repetitions[-1]).items()
+                    if k != "runtimes"
+                )
             )
         if config.profile is not None:
             report("profiled run")
@@ -596,6 +707,21 @@ class _Clock:
 # --- the pipeline -------------------------------------------------------------
 
 
+def _runtime_figures(
+    base: Settings,
+    records: Sequence[Record],
+    steady: Sequence[Record],
+    config: BenchConfig,
+    runtime: str,
+    measure_state: bool,
+) -> tuple[RuntimeFigures, StateSize | None]:
+    """One runtime's one-worker rate, latency and restart, each on a fresh run."""
+    one, state = _pipeline(base, records, config.partitions, 1, measure_state, runtime=runtime)
+    p50, p99 = _latency(base, steady, config, runtime)
+    restart = _restart(base, records, config.partitions, runtime)
+    return RuntimeFigures(one, p50, p99, restart), state
+
+
 def _pipeline(
     base: Settings,
     records: Sequence[Record],
@@ -603,13 +729,13 @@ def _pipeline(
     workers: int,
     measure_state: bool,
     profile: Path | None = None,
+    runtime: str | None = None,
 ) -> tuple[Figure, StateSize | None]:
-    """Input events/s of `workers` workers over `records`, on fresh topics and keys."""
-    with replay_run(base, partitions=partitions) as run:
+    """Input events/s of `workers` workers over `records`, on fresh topics and keys
+    (`runtime`: the workers' runtime, else the configured one)."""
+    with replay_run(base, partitions=partitions, runtime=runtime or base.runtime) as run:
         run.delete_keys = True  # measured before the run ends; the next run starts clean
-        settings = run.settings
-        prefixed = [(settings.topic(t), k, v) for t, k, v in records]
-        asyncio.run(_publish(run, prefixed))
+        asyncio.run(_publish(run, records))
         profiled = _spawn_profiled(run, profile) if profile is not None else None
         try:
             if profiled is None:
@@ -626,32 +752,37 @@ def _pipeline(
 
 
 async def _publish(run: ReplayRun, records: Sequence[Record]) -> None:
-    await ensure_topics(run.settings, run.endpoints.bootstrap)
-    await _produce(run.endpoints.bootstrap, run.settings, records)
+    """Create the run's topics and produce `records` to them (names get the run's prefix)."""
+    settings = run.settings
+    await ensure_topics(settings, run.endpoints.bootstrap)
+    prefixed = [(settings.topic(t), k, v) for t, k, v in records]
+    await _produce(run.endpoints.bootstrap, settings, prefixed)
+
+
+async def _applied_inputs(run: ReplayRun, sink: RedisSink) -> int:
+    """Input messages Redis recorded as applied (internal topics left out)."""
+    inputs = {run.settings.topic(name) for name in INPUT_TOPICS}
+    offsets = await sink.read_offsets()
+    return sum(off + 1 for (topic, _), off in offsets.items() if topic in inputs)
 
 
 async def _watch(run: ReplayRun, workers: int, total: int) -> Figure:
     """Input events/s from "every worker owns partitions and applied" to "all through"."""
     settings = run.settings
-    inputs = {settings.topic(name) for name in INPUT_TOPICS}
     sink = sink_for(settings, run.endpoints.redis_url)
     deadline = time.monotonic() + RUN_TIMEOUT
-
-    async def applied_inputs() -> int:
-        offsets = await sink.read_offsets()
-        return sum(off + 1 for (topic, _), off in offsets.items() if topic in inputs)
 
     try:
         owners_key = StateKeys(settings.key_prefix).owners
         while True:
             _check(deadline, run, "no worker started")
             owners = set((await sink.client.hgetall(owners_key)).values())
-            before = await applied_inputs()
+            before = await _applied_inputs(run, sink)
             if len(owners) >= workers and before > 0:
                 started = time.monotonic()
                 break
             await asyncio.sleep(0.02)
-        while await applied_inputs() < total:
+        while await _applied_inputs(run, sink) < total:
             _check(deadline, run, "input not applied")
             await asyncio.sleep(0.02)
         finished = await _settled(run, sink, deadline)
@@ -680,6 +811,49 @@ async def _settled(run: ReplayRun, sink: RedisSink, deadline: float) -> float:
             else:
                 first = None
             await asyncio.sleep(0.02)
+
+
+def _restart(base: Settings, records: Sequence[Record], partitions: int, runtime: str) -> Figure:
+    """Seconds from a replacement worker's spawn until Redis's applied input offsets
+    move again, after the run's only worker was SIGKILLed in the middle of the
+    file's backlog (right after its first applied batch)."""
+    with replay_run(base, partitions=partitions, runtime=runtime) as run:
+        run.delete_keys = True
+        asyncio.run(_publish(run, records))
+        victim = run.start_worker()
+        try:
+            return asyncio.run(_replaced(run, victim, len(records)))
+        except TimeoutError as exc:
+            return f"n/a ({exc})"
+
+
+async def _replaced(run: ReplayRun, victim: subprocess.Popen[bytes], total: int) -> Figure:
+    """Kill `victim` once it applied a batch; time its replacement's first batch.
+
+    The baseline offsets are read 0.2 s after the kill (not timed), so a Lua
+    call the victim sent just before dying has landed and is not taken for
+    the replacement's.
+    """
+    sink = sink_for(run.settings, run.endpoints.redis_url)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    try:
+        while not await _applied_inputs(run, sink):
+            _check(deadline, run, "no batch applied")
+            await asyncio.sleep(0.02)
+        victim.kill()
+        victim.wait()
+        await asyncio.sleep(0.2)
+        before = await _applied_inputs(run, sink)
+        if before >= total:
+            return f"n/a (the first batches held all {total} events; use more --events)"
+        spawned = time.monotonic()
+        run.start_worker()
+        while await _applied_inputs(run, sink) == before:
+            _check(deadline, run, "replacement applied nothing")
+            await asyncio.sleep(0.02)
+        return time.monotonic() - spawned
+    finally:
+        await sink.close()
 
 
 def _check(deadline: float, run: ReplayRun, what: str) -> None:
@@ -798,10 +972,10 @@ def profile_top(path: Path, n: int = 15) -> list[str]:
 
 
 def _latency(
-    base: Settings, records: Sequence[Record], config: BenchConfig
+    base: Settings, records: Sequence[Record], config: BenchConfig, runtime: str
 ) -> tuple[Figure, Figure]:
     """p50/p99 ms from `send()` to offset applied, at `config.rate` events/s."""
-    with replay_run(base, partitions=config.partitions) as run:
+    with replay_run(base, partitions=config.partitions, runtime=runtime) as run:
         run.delete_keys = True
         asyncio.run(_publish(run, []))
         run.start_worker()

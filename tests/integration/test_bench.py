@@ -15,9 +15,10 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.bench, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.bench, pytest.mark.timeout(540)]
 
 PIPELINE_FIGURES = ("raw", "one_worker", "two_workers", "p50_ms", "p99_ms", "recompute")
+RUNTIME_FIGURES = ("one_worker", "p50_ms", "p99_ms", "restart_s")
 
 
 def test_bench_prints_every_figure() -> None:
@@ -27,8 +28,8 @@ def test_bench_prints_every_figure() -> None:
     command += ["--repeat", "1", "--faust-timeout", "60", "--memory-leads", "2000"]
     command += ["--series-scale", "3", "8", "2"]
     # Short group sessions: the embedded broker answers a join after half of it.
-    env = {**os.environ, "PP_SESSION_TIMEOUT": "4"}
-    done = subprocess.run(command, capture_output=True, env=env, timeout=280, check=False)
+    env = {**os.environ, "PP_SESSION_TIMEOUT": "4", "PP_RUNTIME": "aiokafka"}
+    done = subprocess.run(command, capture_output=True, env=env, timeout=520, check=False)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     result = json.loads(done.stdout)
 
@@ -43,6 +44,20 @@ def test_bench_prints_every_figure() -> None:
         # Faust may fail on the embedded broker; then the reason is shown, never a hang.
         value = median[name]
         assert (isinstance(value, float) and value > 0) or value.startswith("n/a ("), value
+    # Both runtimes side by side, on the broker the run used; the configured
+    # runtime's figures are the headline ones.
+    broker = os.environ.get("PP_EMBEDDED_BROKER", "tansu")
+    assert result["broker"] == ("configured" if os.environ.get("PP_BROKER") else broker)
+    assert result["runtime"] == "aiokafka"
+    runtimes = result["runtimes"]
+    assert sorted(runtimes) == ["aiokafka", "faust"]
+    for runtime, figures in runtimes.items():
+        assert sorted(figures) == sorted(RUNTIME_FIGURES), runtime
+        for name, value in figures.items():
+            assert isinstance(value, float) and value > 0, (runtime, name, value)
+    assert runtimes["aiokafka"]["one_worker"] == median["one_worker"]
+    assert runtimes["aiokafka"]["p99_ms"] == median["p99_ms"]
+    assert isinstance(result["ratios"]["faust_to_aiokafka"], float)
     assert isinstance(result["ratios"]["two_workers_to_one"], float)
     assert isinstance(result["ratios"]["pipeline_to_raw"], float)
     state = result["state"]
