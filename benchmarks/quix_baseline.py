@@ -41,14 +41,14 @@ def quix_rate(
 ) -> bench.Figure:
     """Events/s of the Quix textbook pattern over `topic`, or "n/a (reason)".
 
-    `partitions` is the scratch topic's partition count: Quix's changelog
-    topic gets the same, as Kafka Streams-style state requires.
+    `partitions` (the scratch topic's) is taken for the same call shape as
+    the other baselines but not passed on: Quix reads the topic's partitions
+    from the broker and gives its changelog topic as many.
     """
     with tempfile.TemporaryDirectory() as state_dir:
         spec = {
             "bootstrap": bootstrap,
             "topic": topic,
-            "partitions": partitions,
             "count": count,
             "group": f"pp-bench-quix-{uuid.uuid4().hex[:8]}",
             "state_dir": state_dir,
@@ -59,7 +59,8 @@ def quix_rate(
 
 
 def child_figure(args: list[str], timeout: float, cwd: str) -> bench.Figure:
-    """Run `python args...` and read the figure its `_Clock` printed; else why not."""
+    """Run `python args...` and read the figure line (`bench.RESULT_MARK`) it printed;
+    else "n/a" with the child's last words."""
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             [sys.executable, *args], capture_output=True, timeout=timeout, cwd=cwd, check=False
