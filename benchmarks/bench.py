@@ -13,6 +13,8 @@ Per repetition, on one generated event file:
   topic and counting, no state;
 - Faust textbook: an agent that parses each event and re-assigns one Table
   value per event (changelog-backed, memory store);
+- Quix Streams: its stateful `update`, one RocksDB state key per event
+  (benchmarks/quix_baseline.py; n/a on Tansu);
 - the full pipeline with one worker, then with two workers, each on fresh
   topics and Redis keys holding the whole file before the workers start;
   timed from the moment every worker owns its partitions and one batch was
@@ -65,6 +67,7 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
+from benchmarks import quix_baseline
 from datagen import SyntheticConfig, generate
 from models.config import EngineConfig
 from models.engine import Engine
@@ -144,6 +147,7 @@ class Repetition:
     raw: Figure
     faust_bare: Figure
     faust_table: Figure
+    quix: Figure
     one_worker: Figure
     two_workers: Figure
     p50_ms: Figure
@@ -317,6 +321,7 @@ class BenchResult:
             "ratios": {
                 "pipeline_to_faust_bare": self.ratio(one, attrgetter("faust_bare")),
                 "pipeline_to_faust_textbook": self.ratio(one, attrgetter("faust_table")),
+                "pipeline_to_quix": self.ratio(one, attrgetter("quix")),
                 "pipeline_to_raw": self.ratio(one, attrgetter("raw")),
                 "two_workers_to_one": self.ratio(attrgetter("two_workers"), one),
                 **self.runtime_ratios(),
@@ -353,9 +358,11 @@ class BenchResult:
         row("raw aiokafka consume+orjson", raw, "msg/s")
         row("Faust bare take() iteration", bare, "ev/s")
         row("Faust textbook (1 table update/ev)", table, "ev/s")
+        row("Quix Streams (1 state update/ev)", lambda r: r.quix, "ev/s")
         row("full pipeline, 1 worker", one, "ev/s")
         ratio("÷ Faust bare (target ≥ 0.90)", one, bare)
         ratio("÷ Faust textbook (target ≥ 3)", one, table)
+        ratio("÷ Quix Streams", one, lambda r: r.quix)
         ratio("÷ raw aiokafka", one, raw)
         row(f"full pipeline, 2 workers, {c.partitions} parts", two, "ev/s")
         ratio("2 workers ÷ 1 (target ≥ 1.6)", two, one)
@@ -458,6 +465,9 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
             )
             bare = _faust(base, endpoints, scratch, "bare", len(lines), config)
             table = _faust(base, endpoints, scratch, "table", len(lines), config)
+            quix = quix_baseline.quix_rate(
+                endpoints.bootstrap, scratch, config.partitions, len(lines), config.faust_timeout
+            )
             figures: dict[str, RuntimeFigures] = {}
             for runtime in runtimes:
                 measure_state = result.state is None and runtime == base.runtime
@@ -477,6 +487,7 @@ def run_bench(config: BenchConfig, workdir: Path, report: Callable[[str], None])
                     raw,
                     bare,
                     table,
+                    quix,
                     mine.one_worker,
                     two,
                     mine.p50_ms,
