@@ -280,15 +280,20 @@ def _scopes(v: View, kind: str) -> list[str]:
     return sorted(s for s in v.scopes if s.startswith(kind + ":"))
 
 
+def _partner_rows(v: View) -> list[str]:
+    """`partners` (the deduplicated any-partner total, SPEC §4) first, then each partner."""
+    return [*(["partners"] if "partners" in v.scopes else []), *_scopes(v, "partner")]
+
+
 def _label(scope: str) -> str:
     return scope.partition(":")[2] or scope
 
 
 def _table(name: str, v: View) -> tuple[Sequence[WebColumn], Rows]:
     builders: dict[str, Callable[[View], tuple[Sequence[WebColumn], Rows]]] = {
-        "nbex": lambda v: (NBEX, _rows(v, ["all", *_scopes(v, "partner")], NBEX)),
-        "pipeline": lambda v: (PIPELINE, _rows(v, _scopes(v, "partner"), PIPELINE)),
-        "performance": lambda v: (PERFORMANCE, _rows(v, _scopes(v, "partner"), PERFORMANCE)),
+        "nbex": lambda v: (NBEX, _rows(v, ["all", *_partner_rows(v)], NBEX)),
+        "pipeline": lambda v: (PIPELINE, _rows(v, _partner_rows(v), PIPELINE)),
+        "performance": lambda v: (PERFORMANCE, _rows(v, _partner_rows(v), PERFORMANCE)),
         "campaigns": _campaigns,
         "goals": _goals,
         "cohorts": _cohorts,
