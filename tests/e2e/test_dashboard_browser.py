@@ -210,7 +210,9 @@ async def test_page_during_a_demo_run_changes_live_and_equals_redis(
             return int(await leads.get_attribute("data-value") or 0) if await leads.count() else 0
 
         seen: list[int] = []
-        deadline = time.monotonic() + 240  # the history (~30k events) lands first; slow on a loaded box
+        deadline = (
+            time.monotonic() + 240
+        )  # the history (~30k events) lands first; slow on a loaded box
         while len(set(seen)) < 3:  # three different values, without a reload
             assert time.monotonic() < deadline, (seen, stderr.read_text()[-2000:])
             if (value := await shown()) > 0:
