@@ -135,7 +135,8 @@ async def test_page_shows_redis_numbers_and_follows_changes_live(
         rows = await page.eval_on_selector_all(
             '#nbex tr[data-testid^="row|"]', "rows => rows.map(r => r.dataset.testid)"
         )
-        assert rows == ["row|all", *(f"row|{s}" for s in in_redis)]
+        # `all`, the deduplicated any-partner row, then each partner
+        assert rows == ["row|all", "row|partners", *(f"row|{s}" for s in in_redis)]
         dq_extra = {m for s, m in metrics if s == "all" and m.startswith("dq.")} - DQ
         assert dq_extra  # dead letters by reason
         count = await assert_page_equals_redis(page, sink)
