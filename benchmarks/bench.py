@@ -68,6 +68,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
 from benchmarks import quix_baseline
+from benchmarks.figures import RESULT_MARK, Figure
 from datagen import SyntheticConfig, generate
 from models.config import EngineConfig
 from models.engine import Engine
@@ -96,16 +97,12 @@ from streams.windows import read_window, window_days
 
 Record = tuple[str, bytes | None, bytes]
 """(topic before prefix, key, value): one line of the file, routed as `send` routes it."""
-Figure = float | str
-"""A measured figure, or "n/a (reason)" when it could not be measured."""
 
 EVENTS_PER_LEAD: Final = 9
 """About what the generator makes per lead (for sizing a file by events)."""
 RUN_TIMEOUT: Final = 600.0
 _LINE: Final = re.compile(r":\d+\)$")
 _HANDLE: Final = "Worker._handle (streams/worker.py)"
-RESULT_MARK: Final = "pp-bench-result "
-"""Prefix of the Faust child's answer line (Faust writes to stdout too)."""
 
 
 @dataclass(frozen=True)

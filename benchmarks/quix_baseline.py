@@ -29,16 +29,12 @@ import time
 import uuid
 from typing import Any
 
-# The module, not its names: bench imports this module, and the names are
-# only read when a baseline runs (so the import cycle is harmless).
-from benchmarks import bench
+from benchmarks.figures import RESULT_MARK, Figure
 from models.events import route
 from models.parse import Rejection, parse_event
 
 
-def quix_rate(
-    bootstrap: str, topic: str, partitions: int, count: int, timeout: float
-) -> bench.Figure:
+def quix_rate(bootstrap: str, topic: str, partitions: int, count: int, timeout: float) -> Figure:
     """Events/s of the Quix textbook pattern over `topic`, or "n/a (reason)".
 
     `partitions` (the scratch topic's) is taken for the same call shape as
@@ -58,8 +54,8 @@ def quix_rate(
         )
 
 
-def child_figure(args: list[str], timeout: float, cwd: str) -> bench.Figure:
-    """Run `python args...` and read the figure line (`bench.RESULT_MARK`) it printed;
+def child_figure(args: list[str], timeout: float, cwd: str) -> Figure:
+    """Run `python args...` and read the figure line (`RESULT_MARK`) it printed;
     else "n/a" with the child's last words."""
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
@@ -68,11 +64,7 @@ def child_figure(args: list[str], timeout: float, cwd: str) -> bench.Figure:
     except subprocess.TimeoutExpired:
         return f"n/a (no result within {timeout:.0f} s)"
     out = done.stdout.decode(errors="replace")
-    answers = [
-        line.partition(bench.RESULT_MARK)[2]
-        for line in out.splitlines()
-        if bench.RESULT_MARK in line
-    ]
+    answers = [line.partition(RESULT_MARK)[2] for line in out.splitlines() if RESULT_MARK in line]
     if answers:
         answer = json.loads(answers[-1])
         return float(answer["events"] / answer["seconds"])
@@ -120,7 +112,7 @@ def _quix_child(spec: dict[str, Any]) -> None:
     app.run()
     # The first event's own cost is not timed (its clock started after it).
     figure = {"events": processed[0] - 1, "seconds": max(time.perf_counter() - started[0], 1e-9)}
-    sys.stdout.write(bench.RESULT_MARK + json.dumps(figure) + "\n")
+    sys.stdout.write(RESULT_MARK + json.dumps(figure) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: the figure is out
 
