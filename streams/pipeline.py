@@ -33,9 +33,9 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
-from sinks.forwarder import forward_outbox
+from sinks.forwarder import AiokafkaOutput, forward_outbox
 from sinks.redis_sink import DeadLetter, Fence, FencedError, Prepared, RedisSink
 from streams.processing import CREDITS, DLQ, METRICS, Batch, Message, Processor
 from streams.settings import Settings
@@ -49,22 +49,6 @@ RESTART_EXIT_CODE = 70
 
 TP = tuple[str, int]
 """(topic, partition)."""
-
-
-class Output(Protocol):
-    """Where internal messages and dead letters go (an acknowledged producer)."""
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        *,
-        partition: int | None = None,
-        headers: Sequence[tuple[str, bytes]] = (),
-    ) -> None: ...
-
-    async def flush(self) -> None: ...
 
 
 class Pipeline:
@@ -138,7 +122,7 @@ class Pipeline:
             accepted.append(message)
         return accepted, gaps
 
-    async def handle(self, messages: Sequence[Message], output: Output) -> dict[TP, int]:
+    async def handle(self, messages: Sequence[Message], output: AiokafkaOutput) -> dict[TP, int]:
         """One polled batch: admit, process, produce, then apply it while the next
         batch is processed.  Returns the partitions to seek back (see `admit`).
 
@@ -225,7 +209,7 @@ class Pipeline:
         )
 
 
-async def _produce(settings: Settings, batch: Batch, output: Output) -> None:
+async def _produce(settings: Settings, batch: Batch, output: AiokafkaOutput) -> None:
     """Internal messages and dead letters, acknowledged before the sink call."""
     topic = settings.topic
     for send in batch.sends:
