@@ -36,7 +36,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 import faust
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from faust.types import TP as FaustTP
 
 from sinks.forwarder import AiokafkaOutput
@@ -136,14 +135,7 @@ class FaustRuntime:
         """Our own acknowledged producer for internal messages and dead letters
         (Faust's gives up flushing after 0.1 s: ADR 1)."""
         if self._output is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                acks="all",
-                linger_ms=2,
-                **self.settings.aiokafka_security(),
-            )
-            await producer.start()
-            self._output = AiokafkaOutput(producer)
+            self._output = await self.pipeline.start_output(self.bootstrap)
         return self._output
 
     async def on_assigned(self, app: faust.App, assigned: Iterable[FaustTP], **_: Any) -> None:

@@ -35,6 +35,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import NoReturn
 
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+
 from sinks.forwarder import AiokafkaOutput, forward_outbox
 from sinks.redis_sink import DeadLetter, Fence, FencedError, Prepared, RedisSink
 from streams.processing import CREDITS, DLQ, METRICS, Batch, Message, Processor
@@ -191,6 +193,18 @@ class Pipeline:
         )
 
     # --- outputs -------------------------------------------------------------------
+
+    async def start_output(self, bootstrap: str) -> AiokafkaOutput:
+        """A started, acknowledged producer for the internal messages and dead letters
+        of `handle` (every runtime's: Faust's own gives up flushing after 0.1 s, ADR 1)."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=2,
+            **self.settings.aiokafka_security(),
+        )
+        await producer.start()
+        return AiokafkaOutput(producer)
 
     async def forward_outbox(self, bootstrap: str, stop: asyncio.Event) -> None:
         """Relay the sink's outbox to `partnerpulse.metrics` / `partnerpulse.credits`:

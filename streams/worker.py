@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
-    AIOKafkaProducer,
     ConsumerRebalanceListener,
     TopicPartition,
 )
@@ -27,7 +26,6 @@ from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untype
     RangePartitionAssignor,
 )
 
-from sinks.forwarder import AiokafkaOutput
 from sinks.redis_sink import RedisSink
 from streams.admin import ensure_topics
 from streams.pipeline import TP, Pipeline
@@ -57,9 +55,6 @@ class Worker:
         security = settings.aiokafka_security()
         await ensure_topics(settings, self.bootstrap)
         timeout_ms = int(settings.session_timeout * 1000)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, **security
-        )
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=settings.app_id,
@@ -74,8 +69,7 @@ class Worker:
             max_partition_fetch_bytes=2 * 1024 * 1024,
             **security,
         )
-        await producer.start()
-        output = AiokafkaOutput(producer)
+        output = await self.pipeline.start_output(self.bootstrap)
         topics = [settings.topic(name) for name in consumed_by(settings.mapping)]
         consumer.subscribe(topics, listener=_Rebalance(self))
         await consumer.start()
@@ -106,7 +100,7 @@ class Worker:
             await self._commit(self.pipeline.applied)
             await consumer.stop()
             await forwarding
-            await producer.stop()
+            await output.producer.stop()
 
     async def _commit(self, positions: Mapping[TP, int]) -> None:
         """Commit applied positions to Kafka, for lag monitoring only (Redis is the
