@@ -22,7 +22,7 @@ from streams.admin import TopicLayout
 from streams.apache_kafka import KafkaCluster
 from streams.runtime import replay_run
 from tests.chaos.test_chaos import CHAOS, applied, check, wait_for
-from tests.integration.replay_checks import recompute, write_events
+from tests.integration.replay_checks import recompute_once, write_events
 from tests.integration.test_apache_kafka import describe
 
 pytestmark = [
@@ -39,7 +39,7 @@ def test_a_broker_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
         SyntheticConfig(seed=41, leads=6000, duplicates=0.03, shuffle=0.5, invalid=0.005),
     )
     total = sum(1 for line in events.open() if line.strip())
-    bad = recompute(events)["metrics"]["all"]["dq.dead_letters"]
+    bad = recompute_once(events)["metrics"]["all"]["dq.dead_letters"]
     victim = random.Random(41).randrange(3)
     with KafkaCluster(brokers=3) as kafka, replay_run(CHAOS, partitions=4, broker=kafka.url) as run:
         run.send(events)

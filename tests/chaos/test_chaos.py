@@ -33,7 +33,7 @@ from tests.integration.replay_checks import (
     assert_same,
     collected,
     kafka_totals,
-    recompute,
+    recompute_once,
     write_events,
 )
 
@@ -58,7 +58,7 @@ def wait_for(run: ReplayRun, count: int, timeout: float = 180) -> None:
 def check(run: ReplayRun, events: Path, bad: int, model: str = "w-shaped") -> None:
     """The three checks of the module doc."""
     replayed = collected(run)
-    expected = recompute(events, model)
+    expected = recompute_once(events, model)
     assert expected["metrics"]["all"].get("dq.dead_letters", 0) == bad
     assert_same(replayed, expected)
     n = run.settings.partitions
@@ -81,7 +81,7 @@ def test_sigkill_at_random_points_ten_times(tmp_path: Path, broker: str, runtime
     )
     total = sum(1 for line in events.open() if line.strip())
     assert total >= 50_000
-    bad = recompute(events)["metrics"]["all"]["dq.dead_letters"]
+    bad = recompute_once(events)["metrics"]["all"]["dq.dead_letters"]
     rng = random.Random(31)
     with replay_run(CHAOS, partitions=4, broker=broker, runtime=runtime) as run:
         run.send(events)
@@ -105,7 +105,7 @@ def test_two_workers_one_killed_mid_stream_then_restarted(
         SyntheticConfig(seed=32, leads=2500, duplicates=0.02, shuffle=0.5, invalid=0.005),
     )
     total = sum(1 for line in events.open() if line.strip())
-    bad = recompute(events, "full-path")["metrics"]["all"]["dq.dead_letters"]
+    bad = recompute_once(events, "full-path")["metrics"]["all"]["dq.dead_letters"]
     with replay_run(CHAOS, partitions=8, model="full-path", broker=broker, runtime=runtime) as run:
         run.send(events)
         first = run.start_worker()
@@ -137,7 +137,7 @@ def test_redis_down_for_ten_seconds_mid_stream(tmp_path: Path, private_redis: Re
         SyntheticConfig(seed=33, leads=2500, duplicates=0.02, shuffle=0.5, invalid=0.005),
     )
     total = sum(1 for line in events.open() if line.strip())
-    bad = recompute(events)["metrics"]["all"]["dq.dead_letters"]
+    bad = recompute_once(events)["metrics"]["all"]["dq.dead_letters"]
     settings = CHAOS.model_copy(update={"redis_url": private_redis.url})
     with replay_run(settings, partitions=4) as run:
         run.send(events)
@@ -161,7 +161,7 @@ def test_redis_killed_and_restarted_with_its_data_three_times(
         SyntheticConfig(seed=34, leads=2500, duplicates=0.02, shuffle=0.5, invalid=0.005),
     )
     total = sum(1 for line in events.open() if line.strip())
-    bad = recompute(events)["metrics"]["all"]["dq.dead_letters"]
+    bad = recompute_once(events)["metrics"]["all"]["dq.dead_letters"]
     settings = CHAOS.model_copy(update={"redis_url": private_redis.url})
     rng = random.Random(34)
     with replay_run(settings, partitions=4) as run:
@@ -238,7 +238,7 @@ def test_poison_and_hostile_names_interleaved(tmp_path: Path) -> None:
         run.send(events)
         run.start_worker()
         check(run, events, injected)
-    scopes = recompute(events)["metrics"]
+    scopes = recompute_once(events)["metrics"]
     assert any("🚀" in scope for scope in scopes) and any("{x}" in s for s in scopes)
 
 
@@ -264,5 +264,5 @@ def test_late_and_duplicated_events_after_a_restart(tmp_path: Path) -> None:
         run.send(second)
         run.start_worker()
         check(run, both, 0)
-    totals = recompute(both)["metrics"]["all"]
+    totals = recompute_once(both)["metrics"]["all"]
     assert totals["dq.duplicates_ignored"] >= 600 and totals["dq.late_events"] > 0
