@@ -35,6 +35,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Final
 
 import orjson
@@ -56,6 +57,7 @@ __all__ = [
     "demo_feed",
     "history_events",
     "live_stream",
+    "recorded",
     "run_demo",
 ]
 
@@ -298,11 +300,12 @@ def run_demo(
     open_browser: bool,
     console: Console,
     events: int = 0,
+    events_file: Path | None = None,
 ) -> Progress:
     """Run until `duration` seconds passed (0: forever) or SIGINT / SIGTERM; then stop
     everything started here: feed, dashboard, worker, embedded broker and Redis.
     `events` > 0 stops the feed after the history and that many live events (the
-    rest keeps running).
+    rest keeps running); `events_file` receives every line fed (`recorded`).
 
     SIGTERM is turned into KeyboardInterrupt for the whole run, so that
     whenever it arrives (also while the broker is starting) the context
@@ -319,7 +322,7 @@ def run_demo(
             console.print(f"history: {len(history):,} events up to now", highlight=False)
             if events > 0:
                 live = itertools.islice(live, events)
-            lines: Iterator[bytes] = itertools.chain(history, live)
+            lines = recorded(itertools.chain(history, live), events_file)
             return asyncio.run(
                 _live(run, rate, duration, host, port, lines, len(history), open_browser, console)
             )
@@ -327,6 +330,24 @@ def run_demo(
         return Progress()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def recorded(lines: Iterator[bytes], path: Path | None) -> Iterator[bytes]:
+    """`lines`, each also written to `path` (when given) as it is taken to be sent.
+
+    The live feed is stamped with the wall clock, so no seed regenerates it:
+    this file is the only copy of exactly what a demo fed, in order (malformed
+    lines and duplicates included), for `recompute` to check the dashboard
+    against.  Flushed line by line, so a reader sees whole lines only.
+    """
+    if path is None:
+        yield from lines
+        return
+    with path.open("wb") as out:
+        for raw in lines:
+            out.write(raw + b"\n")
+            out.flush()
+            yield raw
 
 
 def _interrupt(signum: int, frame: object) -> None:

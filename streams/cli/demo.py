@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.console import Console
 
@@ -27,6 +29,12 @@ from streams.settings import Settings
     show_default=True,
     help="Stop the live feed after N events past the history (0: never).",
 )
+@click.option(
+    "--events-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write every event line fed to this .jsonl file (for `recompute`).",
+)
 @embedded_broker_option
 @runtime_option
 def demo(
@@ -38,6 +46,7 @@ def demo(
     open_browser: bool,
     keep: bool,
     events: int,
+    events_file: Path | None,
 ) -> None:
     """Broker, worker, a live synthetic feed and the dashboard, on embedded defaults.
 
@@ -60,4 +69,5 @@ def demo(
         open_browser=open_browser,
         console=Console(stderr=True),
         events=events,
+        events_file=events_file,
     )

@@ -3,7 +3,9 @@
 Metrics are written through the real write path (`RedisSink.apply`, the Lua
 script) under a random key prefix; the page is served by `streams.web.serve`
 and driven by Playwright with the system's Chromium (`PP_CHROMIUM` or
-`chromium` / `chromium-browser` on PATH; never a downloaded browser).
+`chromium` / `chromium-browser` on PATH; never a downloaded browser).  The
+demo's page, for a period chosen in its selector, shows what the batch
+oracle `recompute --from --to` gives over the very events the demo fed.
 """
 
 from __future__ import annotations
@@ -17,21 +19,29 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
+import orjson
 import pytest
 from playwright.async_api import Page, async_playwright
 
 from datagen import SyntheticConfig
 from models.derived import by_scope, derive
+from models.events import INPUT_TOPICS
 from sinks.redis_sink import RedisSink
 from streams.web import serve
 from tests.integration.engine_batches import Run, engine_run
 from tests.local_redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+Quarter = tuple[date, date]
+"""First and last day (inclusive, UTC)."""
 
 NBEX = {
     f"{business}.{name}"
@@ -94,28 +104,35 @@ async def page() -> AsyncIterator[Page]:
         yield fresh
 
 
-async def displayed(page: Page) -> list[dict[str, str]]:
-    """Every number of the NB/EX and data-quality tables: scope, metric, raw value, text."""
+async def displayed(
+    page: Page, tables: str = "#nbex [data-metric], #dq [data-metric]"
+) -> list[dict[str, str]]:
+    """Every number of `tables` (default: NB/EX and data quality): scope, metric,
+    raw value, text."""
     result: list[dict[str, str]] = await page.eval_on_selector_all(
-        "#nbex [data-metric], #dq [data-metric]",
+        tables,
+        # text: the value's own span (a windowed cell also shows its change)
         """cells => cells.map(c => ({scope: c.dataset.scope, metric: c.dataset.metric,
-                                     value: c.dataset.value, text: c.textContent,
-                                     testid: c.dataset.testid}))""",
+                                     value: c.dataset.value, testid: c.dataset.testid,
+                                     text: (c.querySelector(".v") || c).textContent}))""",
     )
     return result
+
+
+def assert_shows(cell: Mapping[str, str], value: float) -> None:
+    """A count or money cell holds `value` (display units) and its text shows it rounded."""
+    assert cell["testid"] == f"{cell['scope']}|{cell['metric']}"
+    assert float(cell["value"]) == pytest.approx(value, abs=1e-6), cell
+    shown = float(re.sub(r"[$,]", "", cell["text"]))
+    # half a unit of the last shown digit (plus float noise: 13.85 shows as 13.9)
+    assert abs(shown - value) <= (0.5 if cell["metric"].endswith("_arr") else 0.05) + 1e-9, cell
 
 
 async def assert_page_equals_redis(page: Page, sink: RedisSink) -> int:
     cells = await displayed(page)
     for cell in cells:
-        scope, metric = cell["scope"], cell["metric"]
-        assert cell["testid"] == f"{scope}|{metric}"
-        stored = await sink.client.hget(sink.keys.metrics(scope), metric)
-        value = int(stored or 0) / shown_unit(metric)
-        assert float(cell["value"]) == pytest.approx(value, abs=1e-6), cell
-        shown = float(re.sub(r"[$,]", "", cell["text"]))
-        # half a unit of the last shown digit (plus float noise: 13.85 shows as 13.9)
-        assert abs(shown - value) <= (0.5 if metric.endswith("_arr") else 0.05) + 1e-9, cell
+        stored = await sink.client.hget(sink.keys.metrics(cell["scope"]), cell["metric"])
+        assert_shows(cell, int(stored or 0) / shown_unit(cell["metric"]))
     return len(cells)
 
 
@@ -188,21 +205,28 @@ async def test_page_shows_redis_numbers_and_follows_changes_live(
 @pytest.mark.parametrize(
     "embedded", ["tansu", pytest.param("apache-kafka", marks=pytest.mark.apache_kafka)]
 )
-async def test_page_during_a_demo_run_changes_live_and_equals_redis(
+async def test_page_during_a_demo_run_changes_live_equals_redis_and_recompute(
     page: Page, tmp_path: Path, embedded: str
 ) -> None:
     """`partnerpulse demo` on embedded defaults, its page in Chromium: the numbers
-    grow while events flow, and once the bounded feed is applied every number of
-    the NB/EX and data-quality tables equals Redis."""
-    stderr = tmp_path / "stderr"
-    demo = start_demo(stderr, embedded)
+    grow while events flow; once the bounded feed is applied every number of
+    the NB/EX and data-quality tables equals Redis, and for last quarter (its
+    preset) and this quarter (a custom range), chosen in the period selector,
+    every number of the NB/EX and partner scorecard tables equals `recompute
+    --from --to` over the events the demo fed (its `--events-file`).
+
+    One demo run serves both checks: the demo is the expensive part.
+    """
+    stderr, events = tmp_path / "stderr", tmp_path / "events.jsonl"
+    demo = start_demo(stderr, embedded, events)
     try:
         assert demo.stdout is not None
         line = (await asyncio.to_thread(demo.stdout.readline)).decode()
         match = re.fullmatch(r"dashboard: (http://127\.0\.0\.1:\d+/)\n", line)
         assert match, (line, stderr.read_text())
         prefix = re.search(r"redis key prefix: (\S+)", stderr.read_text())
-        assert prefix
+        history = re.search(r"history: ([\d,]+) events", stderr.read_text())
+        assert prefix and history
         await page.goto(match.group(1))
         await page.wait_for_selector('[data-testid="live-status"].live', timeout=30_000)
         leads = page.locator('#nbex [data-testid="all|nb.leads.influenced"]')
@@ -223,33 +247,204 @@ async def test_page_during_a_demo_run_changes_live_and_equals_redis(
 
         sink = RedisSink.from_url(REDIS_URL, prefix=prefix.group(1), max_wait=10)
         try:
-            deadline = time.monotonic() + 240
-            while True:  # the feed stops after 1000 live events; then page and Redis agree
-                try:
-                    assert await assert_page_equals_redis(page, sink) > 0
-                    break
-                except AssertionError:
-                    assert time.monotonic() < deadline, stderr.read_text()[-2000:]
-                    await asyncio.sleep(1)
+            fed = int(history.group(1).replace(",", "")) + LIVE_EVENTS
+            await wait_until_applied(sink, events, fed)
+            this = quarter_of(datetime.now(UTC).date())
+            last = quarter_of(this[0] - timedelta(days=1))
+            # the oracle runs while the page reloads on the last changes
+            oracles = asyncio.gather(recompute(events, last), recompute(events, this))
+            try:
+                assert await eventually(lambda: assert_page_equals_redis(page, sink), 60) > 0
+            finally:
+                expected = await oracles
         finally:
             await sink.close()
+        await assert_quarters_equal_recompute(page, last, this, expected)
     finally:
         await asyncio.to_thread(stop_demo, demo)
 
 
+async def wait_until_applied(sink: RedisSink, events: Path, fed: int) -> None:
+    """Until the demo has fed and recorded all its `fed` lines (the history and the
+    bounded live feed) and the worker has applied every one: the sink's offsets
+    of the input topics (the demo's own, ``<prefix>.<topic>``; the worker's
+    internal topics have offsets there too) count the messages applied."""
+    deadline = time.monotonic() + 240
+    while True:
+        recorded = (await asyncio.to_thread(events.read_bytes)).count(b"\n")
+        offsets = await sink.read_offsets()
+        applied = sum(
+            offset + 1
+            for (topic, _), offset in offsets.items()
+            if topic.rpartition(".")[2] in INPUT_TOPICS
+        )
+        if recorded == applied == fed:
+            return
+        assert recorded <= fed and applied <= fed, (recorded, applied, fed)
+        assert time.monotonic() < deadline, (recorded, applied, fed)
+        await asyncio.sleep(1)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], seconds: float) -> T:
+    """`check()`'s result once it passes, tried every half second for `seconds`
+    (then its last failure): the page redraws its tables a moment after the data
+    is there."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def quarter_of(day: date) -> Quarter:
+    """The calendar quarter of `day`: the fiscal quarter of the demo, whose
+    fiscal year starts in January (the default, SPEC §4.1)."""
+    month = 3 * ((day.month - 1) // 3) + 1
+    following = date(day.year + month // 10, (month + 2) % 12 + 1, 1)
+    return date(day.year, month, 1), following - timedelta(days=1)
+
+
+async def assert_quarters_equal_recompute(
+    page: Page, last: Quarter, this: Quarter, oracles: Sequence[Mapping[str, Any]]
+) -> None:
+    """Last quarter, chosen with its preset, and this quarter, entered as a custom
+    range, each equal its `recompute --from --to` document (`oracles`, in that order).
+
+    The demo's history covers the whole last quarter (its 183 days); this
+    quarter holds the rest of the history and the live feed (stamped now).
+    """
+    assert all(oracle["metrics"]["all"]["nb.leads.influenced"] > 0 for oracle in oracles)
+    period = page.locator('[data-testid="period"]')
+    await period.select_option("last_quarter")
+    label = await period.locator("option:checked").text_content()
+    assert label == f"Last quarter ({last[0].year}Q{(last[0].month + 2) // 3})"
+    assert page.url.endswith("/?period=last_quarter")
+    await assert_window_equals(page, last, oracles[0])
+
+    await period.select_option("custom")
+    await page.fill('[data-testid="custom-from"]', this[0].isoformat())
+    await page.fill('[data-testid="custom-to"]', this[1].isoformat())
+    await page.click("#custom-apply")
+    assert page.url.endswith(f"/?from={this[0]}&to={this[1]}")
+    await assert_window_equals(page, this, oracles[1])
+
+
+async def recompute(events: Path, window: Quarter) -> dict[str, Any]:
+    """The batch oracle's document for `window`, as the console script prints it."""
+    first, last = (day.isoformat() for day in window)
+    oracle = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "streams.cli", "recompute", str(events), "--json"),
+        *("--from", first, "--to", last),
+        env=demo_env(),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await oracle.communicate()
+    assert oracle.returncode == 0
+    document: dict[str, Any] = orjson.loads(out)
+    return document
+
+
+async def assert_window_equals(page: Page, window: Quarter, oracle: Mapping[str, Any]) -> None:
+    """Once the page says it shows `window`, every number of its NB/EX, pipeline and
+    performance tables equals `oracle` (recompute's windowed document)."""
+    note = page.locator('[data-testid="window-note"]')
+    await note.filter(has_text=f"{window[0]} to {window[1]} (UTC days)").wait_for(timeout=15_000)
+
+    async def check() -> None:
+        rows = await page.eval_on_selector_all(
+            '#nbex tr[data-testid^="row|"]', "rows => rows.map(r => r.dataset.testid.slice(4))"
+        )
+        partners = {s for s in oracle["metrics"] if s.startswith("partner:")}
+        assert rows[:2] == ["all", "partners"] and partners <= set(rows[2:]), rows
+        cells = await displayed(page, "#nbex [data-metric]")
+        assert len(cells) == len(rows) * len(NBEX)
+        cells += await displayed(page, "#pipeline [data-metric], #performance [data-metric]")
+        assert_cells_equal(cells, oracle)
+
+    await eventually(check, 60)
+
+
+LEVELS = {"integrations.active"}
+"""Scorecard columns that are levels: no series, shown as of now in any window."""
+PERFORMANCE_RATES = {
+    "perf.partner.win_rate",
+    "perf.win_rate_lift",
+    "perf.partner.cycle_days_avg",
+    "perf.cycle_days_delta",
+}
+
+
+def assert_cells_equal(cells: list[dict[str, str]], oracle: Mapping[str, Any]) -> None:
+    """Each cell equals the oracle's window sum (in the page's units: money in
+    dollars); a metric without a series is unknown (empty) in a window."""
+    metrics: dict[str, dict[str, float]] = oracle["metrics"]
+    series = {metric for scope in oracle["series"].values() for metric in scope}
+    for cell in cells:
+        scope, metric = cell["scope"], cell["metric"]
+        if metric in PERFORMANCE_RATES:
+            rate = performance_rate(metrics, scope, metric)
+            if rate is None:  # no closed deal: no rate
+                assert cell["value"] == "", cell
+            else:
+                assert float(cell["value"]) == pytest.approx(rate, abs=1e-9), cell
+        elif metric in series:
+            value = metrics.get(scope, {}).get(metric, 0)
+            assert_shows(cell, value / 100 if metric.endswith("_arr") else value)
+        elif metric not in LEVELS:
+            assert cell["value"] == "", cell
+
+
+def performance_rate(
+    metrics: Mapping[str, Mapping[str, float]], scope: str, metric: str
+) -> float | None:
+    """SPEC §4 partner performance over the window's sums, by hand: the win rate
+    (won ÷ closed) or days to close (cycle days ÷ closed) of `scope`'s
+    partner-involved deals, or its difference to those of `all`'s other deals."""
+
+    def of(scope: str, side: str) -> float | None:
+        values = metrics.get(scope, {})
+        closed = values.get(f"perf.{side}.closed", 0)
+        numerator = values.get(f"perf.{side}.{'won' if 'win_rate' in metric else 'cycle_days'}", 0)
+        return numerator / closed if closed else None
+
+    mine = of(scope, "partner")
+    if metric.startswith("perf.partner."):
+        return mine
+    other = of("all", "other")
+    return None if mine is None or other is None else mine - other
+
+
+LIVE_EVENTS = 1000
 # The live feed lasts 20 s (1000 events at 50/s): the page reloads its tables at
 # most every 1.5 s, so it shows several values even when the history lands late.
-DEMO = ("demo", "--port", "0", "--duration", "420", "--rate", "50", "--events", "1000")
+DEMO = ("demo", "--port", "0", "--duration", "420", "--rate", "50", "--events", str(LIVE_EVENTS))
 
 
-def start_demo(stderr: Path, embedded: str) -> subprocess.Popen[bytes]:
-    """The demo on embedded defaults (no PP_* settings but the test Redis, which
-    the test reads back) with the `embedded` broker, its URL line on stdout."""
+def demo_env() -> dict[str, str]:
+    """Embedded defaults: no PP_* settings but the test Redis, which the test reads back."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PP_")}
     env["PP_REDIS_URL"] = REDIS_URL
+    return env
+
+
+def start_demo(stderr: Path, embedded: str, events: Path) -> subprocess.Popen[bytes]:
+    """The demo on embedded defaults with the `embedded` broker, its URL line on
+    stdout, recording what it feeds to `events`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", *DEMO, "--embedded-broker", embedded],
-        env=env,
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            *DEMO,
+            "--embedded-broker",
+            embedded,
+            "--events-file",
+            str(events),
+        ],
+        env=demo_env(),
         stdout=subprocess.PIPE,
         stderr=stderr.open("wb"),
     )
