@@ -213,7 +213,7 @@ async def test_page_during_a_demo_run_changes_live_equals_redis_and_recompute(
     the NB/EX and data-quality tables equals Redis, and for last quarter (its
     preset) and this quarter (a custom range), chosen in the period selector,
     every number of the NB/EX and partner scorecard tables equals `recompute
-    --from --to` over the events the demo fed (its `--events-file`).
+    --from --to` over the events the demo fed (its `--events-file`; on Tansu).
 
     One demo run serves both checks: the demo is the expensive part.
     """
@@ -251,15 +251,21 @@ async def test_page_during_a_demo_run_changes_live_equals_redis_and_recompute(
             await wait_until_applied(sink, events, fed)
             this = quarter_of(datetime.now(UTC).date())
             last = quarter_of(this[0] - timedelta(days=1))
-            # the oracle runs while the page reloads on the last changes
-            oracles = asyncio.gather(recompute(events, last), recompute(events, this))
+            # The windows do not depend on the broker: checked once, on the default
+            # one (CI time).  The oracle runs while the page reloads on the last changes.
+            oracles = (
+                asyncio.gather(recompute(events, last), recompute(events, this))
+                if embedded == "tansu"
+                else None
+            )
             try:
                 assert await eventually(lambda: assert_page_equals_redis(page, sink), 60) > 0
             finally:
-                expected = await oracles
+                expected = await oracles if oracles else None
         finally:
             await sink.close()
-        await assert_quarters_equal_recompute(page, last, this, expected)
+        if expected is not None:
+            await assert_quarters_equal_recompute(page, last, this, expected)
     finally:
         await asyncio.to_thread(stop_demo, demo)
 
