@@ -188,8 +188,10 @@ class OutboxForwarder(_Relay):
     `consumer` names this forwarder in the consumer group `group` (use the
     worker's id; every forwarder of one prefix shares the group).  Entries a
     forwarder read but did not acknowledge within `claim_idle` seconds are
-    taken over by another: make it longer than a produce + flush can take, or
-    a slow forwarder's entries are produced twice (harmless, just duplicates).
+    taken over by another: make it longer than a produce + flush usually takes,
+    or a slow forwarder's entries are produced twice (harmless, just
+    duplicates).  The default matches the exactly-once forwarder's lease: a
+    dead worker's changes reach Kafka within about 10 s either way.
     `block`: seconds `run_once` waits for new entries (0: does not wait).
     """
 
@@ -201,7 +203,7 @@ class OutboxForwarder(_Relay):
         *,
         consumer: str,
         group: str = "forwarder",
-        claim_idle: float = 60.0,
+        claim_idle: float = 10.0,
         **options: Unpack[RelayOptions],
     ) -> None:
         super().__init__(client, consumer, options)
