@@ -62,8 +62,10 @@ def escape_named(value: str) -> str:
     return escape(kind) + (":" + escape(name) if sep else "")
 
 
+@lru_cache(maxsize=65_536)
 def unescape_named(part: str) -> str:
-    """Inverse of `escape_named`."""
+    """Inverse of `escape_named` (cached like it: the forwarder decodes a scope per
+    metric change, and a few thousand scopes repeat across every batch)."""
     kind, sep, name = part.partition(":")
     if ":" in name:
         raise ValueError(f"not an escaped scope or subject: {part!r}")
