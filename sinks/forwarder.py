@@ -511,18 +511,44 @@ class TransactionalForwarder(_Relay):
 
     async def run_once(self) -> int:
         """Forward up to `count` entries if this forwarder holds the lease; how many."""
-        held = await self.client.eval(
-            _LEASE, 1, self.lease_key, self.consumer, round(self.lease * 1000)
-        )
-        if not held:
+        if not await self._hold():
             await self._close()
             await asyncio.sleep(self.block)
             return 0
+        keeper = asyncio.create_task(self._keep())
         try:
             return await self._step()
         except BaseException:
             await self._close()  # reopened (and the state re-read) on the next step
             raise
+        finally:
+            keeper.cancel()
+            # a Redis error in the keeper is the step's to report, not the keeper's
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
+
+    async def _hold(self) -> bool:
+        """Acquire or extend the lease; False if another forwarder holds it."""
+        held = await self.client.eval(
+            _LEASE, 1, self.lease_key, self.consumer, round(self.lease * 1000)
+        )
+        return bool(held)
+
+    async def _keep(self) -> None:
+        """Extend the lease while a step runs.
+
+        A step can outlast the lease (a large transaction while a broker is
+        away, a loaded machine); without this, a standby took the lease
+        meanwhile and fenced the holder, whose next step fenced the standby in
+        turn, and a growing backlog made every step longer: two forwarders
+        fenced each other for minutes (seen in the broker-loss test).  Safety
+        does not rest on the lease (Kafka fences the older producer); it only
+        decides who forwards, and a dead holder still loses it within `lease`.
+        """
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            if not await self._hold():
+                return
 
     async def _step(self) -> int:
         if self._last is None:

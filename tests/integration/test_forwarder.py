@@ -26,6 +26,7 @@ from sinks.forwarder import (
     METRICS_TOPIC,
     AiokafkaOutput,
     OutboxForwarder,
+    TransactionalForwarder,
     forward_outbox,
 )
 from sinks.redis_sink import DeadLetter, RedisSink
@@ -310,6 +311,41 @@ async def test_exact_numbers_and_hostile_names(sink: RedisSink) -> None:
         (["partner:other"], "1/3", big),
     ]
     assert [v["id"] for v in values[2:]] == [f"{second.outbox_ids[0]}:{i}" for i in (0, 1)]
+
+
+class SlowTransactions:
+    """A `TransactionalOutput` stand-in whose every transaction takes `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.published = 0
+
+    async def open(self) -> str | None:
+        return None
+
+    async def publish(self, messages: list[Any], last_entry: str) -> None:
+        await asyncio.sleep(self.seconds)
+        self.published += 1
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_forwarder_lease_holds_while_a_transaction_outlasts_it(sink: RedisSink) -> None:
+    """A step three times longer than the lease: the holder keeps it, and a
+    standby neither takes over nor forwards (before, it fenced the holder, and
+    the two fenced each other while a broker was away)."""
+    assert await apply_all(sink) > 0
+    slow, quick = SlowTransactions(1.8), SlowTransactions(0)
+    options: dict[str, Any] = {"prefix": sink.keys.prefix, "lease": 0.6, "block": 0}
+    holder = TransactionalForwarder(sink.client, slow, consumer="a", count=1, **options)  # type: ignore[arg-type]
+    standby = TransactionalForwarder(sink.client, quick, consumer="b", **options)  # type: ignore[arg-type]
+    step = asyncio.create_task(holder.run_once())
+    await asyncio.sleep(1.2)
+    assert await standby.run_once() == 0
+    assert await sink.client.get(f"{sink.keys.outbox}:lease") == b"a"
+    assert await step == 1
+    assert (slow.published, quick.published) == (1, 0)
 
 
 async def test_a_deleted_outbox_is_recreated(sink: RedisSink) -> None:
