@@ -175,9 +175,10 @@ def _metric_key(key: MetricKey) -> MetricKey:
 
     A plain table, not `lru_cache`: its entries are the keys themselves, where a
     cache's link and argument tuple cost about 110 bytes more per key (220
-    against 108 with the key, measured), and distinct keys (scopes by metrics by days) run to the hundreds of thousands.
-    When full it starts over: keys held by cached contributions stay valid,
-    only their sharing with later ones is lost."""
+    against 108 with the key, measured), and distinct keys (scopes by metrics
+    by days) run to the hundreds of thousands.  When full it starts over: keys
+    held by cached contributions stay valid, only their sharing with later
+    ones is lost."""
     shared = _KEYS.get(key)
     if shared is None:
         if len(_KEYS) >= MAX_SHARED_KEYS:
@@ -192,10 +193,11 @@ _KEYS: dict[MetricKey, MetricKey] = {}
 
 class PackedMetrics(Mapping[MetricKey, int]):
     """A read-only metrics mapping in two flat sequences: the keys (shared tuples)
-    and their values as 64-bit integers.
+    and their values as 32- or 64-bit integers (`VALUE_TYPES`).
 
-    A dict of a lead's 20 or so metrics costs about 1.2 KiB with its value
-    objects, this about 0.4 KiB.  The cache only iterates a base (the sink's
+    A dict costs about 40 bytes per metric, and a value above 256 an object of
+    its own (32 bytes); this costs 12 (8 for the key's reference, 4 for the
+    value).  A cached lead has 20 to 30 metrics.  The cache only iterates a base (the sink's
     deltas and digest) and compares it with the new contribution, so lookups
     by key, rare, scan.
     """

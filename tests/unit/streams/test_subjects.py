@@ -33,9 +33,9 @@ def test_packed_metrics_read_back_as_the_dict() -> None:
 
 
 def test_packed_metrics_equal_a_dict_either_side() -> None:
-    packed = compact(BASE)
-    assert packed == BASE
-    assert BASE == packed
+    packed, plain = compact(BASE), BASE
+    assert packed == plain
+    assert plain == packed  # the dict's side: it hands the comparison over
     changed = {**BASE.metrics, ("all", "dq.late_events"): 3}
     assert packed != Contribution(changed, BASE.credits)
     assert Contribution(changed, BASE.credits) != packed
@@ -79,7 +79,7 @@ def test_deltas_from_a_packed_base_are_those_from_the_dict() -> None:
     assert _encode_subject("lead:l1", new, "evt-2", packed) == _encode_subject(
         "lead:l1", new, "evt-2", BASE
     )
-    entry, deltas = _encode_subject("lead:l1", new, "evt-2", packed)
+    _, deltas = _encode_subject("lead:l1", new, "evt-2", packed)
     assert deltas == {
         ("partner:slack", "nb.leads.attributed@2026-03-09"): 166_667,
         ("all", "leads.acquired@2026-03-09"): 1,
