@@ -42,7 +42,6 @@ def test_packed_metrics_equal_a_dict_either_side() -> None:
     fewer = dict(list(BASE.metrics.items())[:2])
     assert packed.metrics != fewer
     assert packed.metrics != {**BASE.metrics, ("all", "leads.acquired@2026-03-09"): 1}
-    assert packed.metrics != [("all", "dq.late_events")]
 
 
 def test_keys_are_shared_between_compacted_contributions() -> None:
