@@ -169,6 +169,11 @@ def add_scopes(
             metrics[key] = get(key, 0) + value
 
 
+NO_REPEATS: frozenset[int] = frozenset()
+"""`Subject.repeats` of the (nearly all) subjects without a duplicate: one shared
+object, where an empty set of each subject's own cost 216 bytes."""
+
+
 @dataclass(slots=True)
 class Subject:
     """What every keyed state keeps besides its own inputs.
@@ -186,7 +191,7 @@ class Subject:
     key: str
     seen: dict[str, int] = field(default_factory=dict)
     newest: int | None = None
-    repeats: set[int] = field(default_factory=set)
+    repeats: frozenset[int] = NO_REPEATS
     late: int = 0
     cause: str = ""
     contribution: Contribution = EMPTY
@@ -196,7 +201,7 @@ class Subject:
         first = self.seen.get(event_id)
         if first is not None:
             if first != position:
-                self.repeats.add(position)
+                self.repeats |= {position}  # rare: a new set rather than one per subject
             return False
         self.seen[event_id] = position
         if self.newest is not None and ts < self.newest:

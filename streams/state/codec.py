@@ -21,7 +21,7 @@ from models.groups import GroupState
 from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
 from models.opportunity import Amount, Created, OpportunityState
 from models.parse import parse_event
-from models.subject import Contribution, Subject
+from models.subject import NO_REPEATS, Contribution, Subject
 
 UNKNOWN = Contribution({}, {})
 """The contribution of a state read back: not stored, so not known (`EMPTY` is
@@ -45,7 +45,7 @@ def _subject(state: Subject) -> list[Any]:
 
 def _restore(state: Subject, head: list[Any]) -> None:
     state.seen, state.newest, state.late, state.cause = head[1], head[2], head[4], head[5]
-    state.repeats = set(head[3])
+    state.repeats = frozenset(head[3]) if head[3] else NO_REPEATS
     state.contribution = UNKNOWN
 
 
@@ -182,7 +182,7 @@ def load_group(raw: bytes) -> GroupState:
         event = parse_event(_dumps(dict(zip(fields, row, strict=False))), max_bytes=sys.maxsize)
         if not isinstance(event, OtherEvent):
             raise ValueError(f"stored group event does not parse: {event}")
-        state.events[event.event_id] = event
+        state.ingest(event)
     return state
 
 

@@ -1,0 +1,45 @@
+"""What a group holds of its events: equal to them, with its names shared."""
+
+from __future__ import annotations
+
+import orjson
+
+from models.events import IntegrationUsed
+from models.groups import GroupState, held
+from models.parse import parse_event
+
+
+def _used(event_id: str) -> IntegrationUsed:
+    raw = {
+        "type": "integration_used",
+        "event_id": event_id,
+        "occurred_at": "2026-03-09T10:00:00+00:00",
+        "account_id": "acct-" + "00042",  # built at run time: not a compile-time constant
+        "integration": "jira-" + "cloud",
+    }
+    event = parse_event(orjson.dumps(raw))
+    assert isinstance(event, IntegrationUsed)
+    return event
+
+
+def test_a_held_event_equals_the_parsed_one() -> None:
+    event = _used("evt-1")
+    kept = held(event)
+    assert kept == event
+    assert kept.model_dump() == event.model_dump()
+    given = {"type", "event_id", "occurred_at", "account_id", "integration"}
+    assert kept.model_fields_set == event.model_fields_set == given
+    assert kept.ts == event.ts
+
+
+def test_held_events_share_their_names_and_field_sets() -> None:
+    group = GroupState("acct-00042", family="account")
+    assert group.ingest(_used("evt-1"))
+    assert group.ingest(_used("evt-2"))
+    assert not group.ingest(_used("evt-2"))
+    one, two = group.events.values()
+    assert isinstance(one, IntegrationUsed)
+    assert isinstance(two, IntegrationUsed)
+    assert one.account_id is two.account_id
+    assert one.model_fields_set is two.model_fields_set
+    assert one.event_id != two.event_id
