@@ -60,7 +60,13 @@ def check(run: ReplayRun, events: Path, bad: int, model: str = "w-shaped") -> No
     replayed = collected(run)
     expected = recompute_once(events, model)
     assert expected["metrics"]["all"].get("dq.dead_letters", 0) == bad
-    assert_same(replayed, expected)
+    try:
+        assert_same(replayed, expected)
+    except BaseException:
+        # what the workers saw (assignments, retries, refusals): a rare mismatch
+        # is only worth its CI run with them
+        print(run.worker_logs(tail=50_000))
+        raise
     n = run.settings.partitions
     bootstrap = run.endpoints.bootstrap
     metrics, credits, letters = (
@@ -152,10 +158,15 @@ def test_redis_down_for_ten_seconds_mid_stream(tmp_path: Path, private_redis: Re
 
 
 def test_redis_killed_and_restarted_with_its_data_three_times(
-    tmp_path: Path, private_redis: RedisServer
+    tmp_path: Path, private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGKILL Redis at random points (between, or in the middle of, a batch's
-    reads and its Lua apply); it comes back with every acknowledged write."""
+    reads and its Lua apply); it comes back with every acknowledged write.
+
+    Once (of seventeen runs counted), lead metrics came out 2-3 % high with
+    every credit exact; not reproduced since.  The workers log at INFO here,
+    and a failed check prints their logs, for the next time."""
+    monkeypatch.setenv("PP_LOGLEVEL", "info")
     events = write_events(
         tmp_path / "events.jsonl",
         SyntheticConfig(seed=34, leads=2500, duplicates=0.02, shuffle=0.5, invalid=0.005),
