@@ -7,6 +7,7 @@ launcher's own checks start their own Apache Kafka.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -97,11 +98,19 @@ def test_three_brokers_get_replication_three_and_min_isr_two() -> None:
 
 
 async def describe(bootstrap: str, topic: str) -> tuple[list[int], str]:
-    """Replicas per partition and the topic's min.insync.replicas, as the broker reports."""
+    """Replicas per partition and the topic's min.insync.replicas, as the broker reports.
+
+    Just after the topic was created, the node asked may not have its partitions
+    in its metadata yet (KRaft propagates them): asked again until it has."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        [described] = await admin.describe_topics([topic])
+        deadline = time.monotonic() + 30
+        while True:
+            [described] = await admin.describe_topics([topic])
+            if described["partitions"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
