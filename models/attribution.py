@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 
 from models.config import Weights
 from models.partners import scopes_of
@@ -145,7 +146,15 @@ class Shares:
     denominator: int
 
     def credit(self, point: Touchpoint) -> Fraction:
-        return Fraction(self.numerators[point], self.denominator)
+        return _fraction(self.numerators[point], self.denominator)
+
+
+@lru_cache(maxsize=4096)
+def _fraction(numerator: int, denominator: int) -> Fraction:
+    """A credit as a `Fraction`, one object per value: the same few shares (1/2,
+    2/5, ...) recur on every settle, and normalising each anew was a twentieth of
+    settling a lead.  Fractions are immutable, so sharing them is safe."""
+    return Fraction(numerator, denominator)
 
 
 def allocate(

@@ -52,12 +52,19 @@
 --          number of dead letters counted, changes stream entry id or false,
 --          outbox stream entry id or false}.
 --
+-- Every running total that moved (or whose days did) is told once, as
+-- {"scope", "metric", "value", "delta"} plus, for a metric with a series,
+-- "days": {"<day>": {"value", "delta"}} of the points that moved (scope
+-- plain text): a JSON list of them is appended to the capped stream
+-- <prefix>changes and published on the channel of that name.
+--
 -- When anything changed (a metric or a credit line), the same call adds one
--- entry to the *uncapped* stream <prefix>outbox with the fields `metrics` and
--- `credits`: the first two lists above as JSON ([[scope, metric, value, delta],
--- ...] and [[subject, touch id, old line or false, new line or false], ...];
--- scope and subject percent-encoded as in the batch).  sinks/forwarder.py
--- relays it to Kafka and deletes it only after the broker acknowledged it.
+-- entry to the *uncapped* stream <prefix>outbox with the fields `metrics`, that
+-- same list, and `credits`, the credit changes above as JSON ([[subject, touch
+-- id, old line or false, new line or false, cause], ...]; subject
+-- percent-encoded as in the batch).  sinks/forwarder.py relays it to Kafka, one
+-- message per update and per credit delta, and deletes it only after the
+-- broker acknowledged it.
 --
 -- Phase 1 only reads and computes: anything that can fail on bad input fails
 -- there.  Phase 2 writes.  Redis does not roll back a script that fails half-way.
@@ -226,7 +233,7 @@ for _, w in ipairs(writes) do
   end
 end
 
-local changes, items, outbox_metrics = {}, {}, {}
+local changes, points, values = {}, {}, {}
 for _, field in ipairs(order) do
   local delta = net[field]
   if delta ~= 0 then
@@ -240,36 +247,58 @@ for _, field in ipairs(order) do
     end
     local value = redis.call('HINCRBY', key, name, int(delta))
     if value == 0 then redis.call('HDEL', key, name) end
-    if not at and scope:sub(1, 8) == 'partner:' then
-      local board, member = prefix .. 'lb:' .. escape(metric), unescape(scope:sub(9))
-      if value == 0 then
-        redis.call('ZREM', board, member)
-      else
-        redis.call('ZADD', board, value, member)
+    if at then
+      local total = field:sub(1, space + at - 1)
+      local days = points[total]
+      if days == nil then
+        days = {}
+        points[total] = days
+      end
+      days[#days + 1] = string.format('%s:{"value":%s,"delta":%s}', cjson.encode(name), int(value), int(delta))
+    else
+      values[field] = value
+      if scope:sub(1, 8) == 'partner:' then
+        local board, member = prefix .. 'lb:' .. escape(metric), unescape(scope:sub(9))
+        if value == 0 then
+          redis.call('ZREM', board, member)
+        else
+          redis.call('ZADD', board, value, member)
+        end
       end
     end
     changes[#changes + 1] = {scope, metric, value, delta}
-    -- numbers formatted by hand: cjson would round them to 14 significant digits
-    outbox_metrics[#outbox_metrics + 1] = string.format('[%s,%s,%s,%s]',
-      cjson.encode(scope), cjson.encode(metric), int(value), int(delta))
-    items[#items + 1] = string.format('{"scope":%s,"metric":%s,"value":%s,"delta":%s}',
-      cjson.encode(unescape(scope)), cjson.encode(metric), int(value), int(delta))
   end
 end
 
-local entry = false
-if #items > 0 then
-  local payload = '[' .. table.concat(items, ',') .. ']'
+-- One update per running total that moved, or whose days did (a late event can
+-- move a conversion from one day to another and leave the total as it was),
+-- with those days: the same JSON on the changes stream, its pub/sub channel
+-- and the outbox.  Numbers are formatted by hand: cjson would round them to 14
+-- significant digits.
+local updates = {}
+for _, field in ipairs(order) do
+  local delta, days = net[field], points[field]
+  if days ~= nil or (delta ~= 0 and values[field] ~= nil) then
+    local space = string.find(field, ' ', 1, true)
+    local scope, metric = field:sub(1, space - 1), field:sub(space + 1)
+    local value = values[field]
+    if value == nil then value = tonumber(redis.call('HGET', prefix .. 'm:' .. scope, metric) or '0') end
+    local update = string.format('{"scope":%s,"metric":%s,"value":%s,"delta":%s',
+      cjson.encode(unescape(scope)), cjson.encode(metric), int(value), int(delta))
+    if days ~= nil then update = update .. ',"days":{' .. table.concat(days, ',') .. '}' end
+    updates[#updates + 1] = update .. '}'
+  end
+end
+
+local entry, outbox, payload = false, false, '[' .. table.concat(updates, ',') .. ']'
+if #updates > 0 then
   entry = redis.call('XADD', prefix .. 'changes', 'MAXLEN', '~', maxlen, '*', 'changes', payload)
   redis.call('PUBLISH', prefix .. 'changes', payload)
 end
-
-local outbox = false
 if #changes > 0 or #credit_changes > 0 then
   -- credit changes hold only strings and false: cjson encodes them exactly
   local credits_json = #credit_changes > 0 and cjson.encode(credit_changes) or '[]'
-  outbox = redis.call('XADD', prefix .. 'outbox', '*',
-    'metrics', '[' .. table.concat(outbox_metrics, ',') .. ']', 'credits', credits_json)
+  outbox = redis.call('XADD', prefix .. 'outbox', '*', 'metrics', payload, 'credits', credits_json)
 end
 
 if batch.q then return {{}, {}, counted, entry, outbox} end

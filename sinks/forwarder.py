@@ -3,9 +3,10 @@
 `apply.lua` adds one entry to the uncapped stream ``<prefix>outbox`` in the
 same atomic script call that changes the totals, so an entry exists exactly
 when a change was applied.  `OutboxForwarder` reads the entries through a
-Redis consumer group, produces one Kafka message per metric change and per
-credit delta, and only after the producer confirmed delivery acknowledges and
-deletes the entries (``XACK`` + ``XDEL`` in one ``MULTI``).  An entry is
+Redis consumer group, produces one Kafka message per metric update (a
+running total and the days of its series that moved) and per credit delta,
+and only after the producer confirmed delivery acknowledges and deletes the
+entries (``XACK`` + ``XDEL`` in one ``MULTI``).  An entry is
 therefore never lost while Redis keeps its data; a crash between producing and
 acknowledging produces it again.  Every message carries ``"id"``:
 ``"<outbox entry id>:<index>"``, the same on every re-production, so
@@ -42,8 +43,8 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
-from sinks.keys import DEFAULT_PREFIX, Keys
-from sinks.redis_sink import credit_deltas, metric_updates
+from sinks.keys import DEFAULT_PREFIX, Keys, unescape_named
+from sinks.redis_sink import credit_deltas
 
 __all__ = [
     "CREDITS_TOPIC",
@@ -306,19 +307,22 @@ def outbox_messages(
 ) -> list[Message]:
     """The (topic, key, value) messages of one outbox entry, in a fixed order.
 
-    Metric updates first, then credit deltas; message ``i`` has the id
-    ``"<entry_id>:<i>"``, so re-producing an entry repeats the same ids.
+    Metric updates first, as the script wrote them (one per running total, its
+    moved days inside: sinks/apply.lua), then credit deltas; message ``i`` has
+    the id ``"<entry_id>:<i>"``, so re-producing an entry repeats the same ids.
     """
     out: list[Message] = []
-    for m in metric_updates(orjson.loads(fields.get("metrics", "[]"))):
-        value = {
-            "scope": m.scope,
-            "metric": m.metric,
-            "value": m.value,
-            "delta": m.delta,
-            "id": f"{entry_id}:{len(out)}",
-        }
-        out.append((metrics_topic, m.scope.encode(), orjson.dumps(value)))
+    for update in orjson.loads(fields.get("metrics", "[]")):
+        if isinstance(update, list):  # written before 2026-12-02: one per field, days apart
+            scope, metric, value, delta = update
+            update = {
+                "scope": unescape_named(scope),
+                "metric": metric,
+                "value": value,
+                "delta": delta,
+            }
+        update["id"] = f"{entry_id}:{len(out)}"
+        out.append((metrics_topic, update["scope"].encode(), orjson.dumps(update)))
     for c in credit_deltas(orjson.loads(fields.get("credits", "[]"))):
         value = {
             "subject": c.subject,

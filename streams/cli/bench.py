@@ -37,6 +37,12 @@ from streams.cli.common import embedded_broker_option, runtime_option
     type=click.Path(dir_okay=False, path_type=Path),
     help="One extra 1-worker run under py-spy; raw stacks written here.",
 )
+@click.option(
+    "--events-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Measure on the first --events lines of this .jsonl instead of generated events "
+    "(e.g. one run before and after a change on the very same input).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option(
     "--series-scale",
@@ -57,6 +63,7 @@ def bench(
     state_leads: int,
     memory_leads: int,
     profile: Path | None,
+    events_file: Path | None,
     as_json: bool,
     series_scale: tuple[int, int, int],
 ) -> None:
@@ -77,6 +84,7 @@ def bench(
         memory_leads,
         profile,
         series_scale,
+        events_file=events_file,
     )
     with tempfile.TemporaryDirectory() as workdir:
         result = run_bench(config, Path(workdir), lambda line: click.echo(line, err=True))

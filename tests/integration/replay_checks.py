@@ -14,6 +14,7 @@ import pytest
 from datagen import SyntheticConfig, generate
 from models.engine import Engine
 from models.output import render
+from models.subject import MetricKey
 from streams.cli.common import engine_config, read_jsonl
 from streams.runtime import ReplayRun
 from streams.settings import Settings
@@ -96,12 +97,22 @@ def unique(records: list[Any]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def points_of(update: dict[str, Any]) -> dict[MetricKey, dict[str, Any]]:
+    """A metric update as the engine names its changes: the running total and, as
+    ``<metric>@<day>``, each day of its series that moved (whose deltas add up
+    to the total's)."""
+    scope, metric, days = update["scope"], update["metric"], update.get("days", {})
+    if days:
+        assert sum(p["delta"] for p in days.values()) == update["delta"]
+    return {(scope, metric): update} | {(scope, f"{metric}@{d}"): p for d, p in days.items()}
+
+
 def kafka_totals(metric_messages: list[Any], credit_messages: list[Any]) -> dict[str, Any]:
     """The SPEC §6 document the Kafka outputs add up to, deduplicated by message id."""
     totals: dict[tuple[str, str], int] = {}
     for update in unique(metric_messages):
-        key = (update["scope"], update["metric"])
-        totals[key] = totals.get(key, 0) + update["delta"]
+        for key, point in points_of(update).items():
+            totals[key] = totals.get(key, 0) + point["delta"]
     credits: dict[str, dict[str, Fraction]] = {}
     for delta in unique(credit_messages):
         lines = credits.setdefault(delta["subject"], {})

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +22,15 @@ PIPELINE_FIGURES = ("raw", "one_worker", "two_workers", "p50_ms", "p99_ms", "rec
 RUNTIME_FIGURES = ("one_worker", "p50_ms", "p99_ms", "restart_s")
 
 
-def test_bench_prints_every_figure() -> None:
-    command = [sys.executable, "-m", "streams.cli", "bench", "--json"]
+def test_bench_prints_every_figure(tmp_path: Path) -> None:
+    # measured on a file of our own (--events-file): its first 8,000 lines
+    events = tmp_path / "events.jsonl"
+    generate = [sys.executable, "-m", "streams.cli", "generate", "--leads", "1000"]
+    generate += ["--seed", "4", "--shuffle", "0.3", "--duplicates", "0.02", "--out", str(events)]
+    subprocess.run(generate, check=True, timeout=120)
+    lines = [json.loads(line) for line in events.read_text().splitlines()[:8000]]
+    leads = {e["lead_id"] for e in lines if e["type"] in ("touch", "lead_created", "mql")}
+    command = [sys.executable, "-m", "streams.cli", "bench", "--json", "--events-file", str(events)]
     command += ["--events", "8000", "--partitions", "4", "--rate", "200", "--seconds", "2"]
     # Several batches (2,000 messages at most each): the first one is not timed.
     command += ["--repeat", "1", "--faust-timeout", "60", "--memory-leads", "2000"]
@@ -34,6 +42,7 @@ def test_bench_prints_every_figure() -> None:
     result = json.loads(done.stdout)
 
     assert result["events"] == 8000
+    assert result["leads"] == len(leads)
     assert len(result["runs"]) == 1
     median = result["median"]
     for name in PIPELINE_FIGURES:

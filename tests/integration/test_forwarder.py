@@ -34,6 +34,7 @@ from streams.admin import create_topics
 from streams.embedded import EmbeddedBroker
 from tests.integration.engine_batches import TOPIC, Batch, engine_run
 from tests.integration.kafka_topics import read_topic
+from tests.integration.replay_checks import points_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -115,10 +116,10 @@ async def assert_sums_match(sink: RedisSink, messages: list[tuple[str, bytes, by
         order = (*map(int, entry.split("-")), int(index))
         if topic == METRICS_TOPIC:
             assert key == m["scope"].encode()
-            k = (m["scope"], m["metric"])
-            metric_sum[k] = metric_sum.get(k, 0) + m["delta"]
-            if k not in latest or latest[k][0] < order:
-                latest[k] = (order, m["value"])
+            for k, point in points_of(m).items():
+                metric_sum[k] = metric_sum.get(k, 0) + point["delta"]
+                if k not in latest or latest[k][0] < order:
+                    latest[k] = (order, point["value"])
         else:
             assert topic == CREDITS_TOPIC and key == m["subject"].encode()
             c = (m["subject"], m["touch_id"])
@@ -267,9 +268,15 @@ async def test_reapplying_a_batch_adds_no_outbox_entry(sink: RedisSink) -> None:
     messages = [orjson.loads(v) for _, _, v in fwd.messages(first.outbox_ids[0], fields)]
     metrics = [m for m in messages if "metric" in m]
     credits = [m for m in messages if "touch_id" in m]
-    assert [(m["scope"], m["metric"], m["value"], m["delta"]) for m in metrics] == [
-        (u.scope, u.metric, u.value, u.delta) for u in first.metrics
-    ]
+    told = {
+        k: (p["value"], p["delta"])
+        for m in metrics
+        for k, p in points_of(m).items()
+        if p["delta"]  # a total that did not move is told for its days only
+    }
+    assert any("days" in m for m in metrics)
+    assert told == {(u.scope, u.metric): (u.value, u.delta) for u in first.metrics}
+    assert len(metrics) == len({(m["scope"], m["metric"]) for m in metrics})
     assert [
         (c["subject"], c["touch_id"], tuple(c["scopes"]), c["credit"], c["units"]) for c in credits
     ] == [
@@ -278,6 +285,41 @@ async def test_reapplying_a_batch_adds_no_outbox_entry(sink: RedisSink) -> None:
     ]
     assert [m["id"] for m in messages] == [
         f"{first.outbox_ids[0]}:{i}" for i in range(len(messages))
+    ]
+
+
+async def test_an_entry_written_before_the_days_were_folded_is_relayed(sink: RedisSink) -> None:
+    """An outbox left by a version before 2026-12-02 (one list per field, a day point
+    a field of its own, the scope percent-encoded) is relayed, not a crash loop."""
+    old = [
+        ["partner:a%20b", "nb.cw.count", 3, 1],
+        ["partner:a%20b", "nb.cw.count@2026-03-01", 1, 1],
+    ]
+    fields = {"metrics": orjson.dumps(old).decode(), "credits": "[]"}
+    messages = forwarder(sink, Recorder(), "w").messages("5-0", fields)
+    assert [(t, k, orjson.loads(v)) for t, k, v in messages] == [
+        (
+            METRICS_TOPIC,
+            b"partner:a b",
+            {
+                "scope": "partner:a b",
+                "metric": "nb.cw.count",
+                "value": 3,
+                "delta": 1,
+                "id": "5-0:0",
+            },
+        ),
+        (
+            METRICS_TOPIC,
+            b"partner:a b",
+            {
+                "scope": "partner:a b",
+                "metric": "nb.cw.count@2026-03-01",
+                "value": 1,
+                "delta": 1,
+                "id": "5-0:1",
+            },
+        ),
     ]
 
 

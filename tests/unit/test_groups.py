@@ -9,11 +9,11 @@ from models.groups import GroupState, held
 from models.parse import parse_event
 
 
-def _used(event_id: str) -> IntegrationUsed:
+def _used(event_id: str, at: str = "2026-03-09T10:00:00+00:00") -> IntegrationUsed:
     raw = {
         "type": "integration_used",
         "event_id": event_id,
-        "occurred_at": "2026-03-09T10:00:00+00:00",
+        "occurred_at": at,
         "account_id": "acct-" + "00042",  # built at run time: not a compile-time constant
         "integration": "jira-" + "cloud",
     }
@@ -43,3 +43,16 @@ def test_held_events_share_their_names_and_field_sets() -> None:
     assert one.account_id is two.account_id
     assert one.model_fields_set is two.model_fields_set
     assert one.event_id != two.event_id
+
+
+def test_a_group_keeps_its_events_in_event_time_order_whatever_their_arrival() -> None:
+    group = GroupState("acct-00042", family="account")
+    for event_id, at in (
+        ("evt-b", "2026-03-09T10:00:00+00:00"),
+        ("evt-d", "2026-03-11T10:00:00+00:00"),
+        ("evt-a", "2026-03-08T23:59:59+00:00"),  # late: before both
+        ("evt-c", "2026-03-09T10:00:00+00:00"),  # same moment as evt-b: by id
+        ("evt-e", "2026-03-12T00:00:00+00:00"),
+    ):
+        assert group.ingest(_used(event_id, at))
+    assert list(group.events) == ["evt-a", "evt-b", "evt-c", "evt-d", "evt-e"]
