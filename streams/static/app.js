@@ -29,7 +29,7 @@ const CAMPAIGN_ROWS = 20;
 
 const state = {
   presets: [], period: null, cursor: null, source: null, reloadQueued: false, tables: {},
-  currency: "USD", showAll: {},
+  currency: "USD", showAll: {}, asked: {},
 };
 
 // --- formatting -----------------------------------------------------------------
@@ -174,12 +174,20 @@ function windowQuery() {
   return p && p.from ? `&from=${p.from}&to=${p.to}` : "";
 }
 
+// Reloads overlap (a live change, then a new period): each drawing of a box asks
+// anew, and an answer draws only if no later ask for that box was made meanwhile.
+function ask(id) {
+  state.asked[id] = (state.asked[id] || 0) + 1;
+  return state.asked[id];
+}
+
 // Load and draw one table section: the box `id` gets the table, a CSV link and notes.
 async function showTable(name, id = name, options = {}) {
   const only = options.partner ? `&partner=${encodeURIComponent(options.partner)}` : "";
   const url = `/api/table?name=${name}${only}${windowQuery()}`;
+  const mine = ask(id);
   const table = await getJson(url);
-  if (!table) return null;
+  if (!table || state.asked[id] !== mine) return null;
   state.tables[name] = table;
   if (table.window && table.previous_window) {
     const [w, p] = [table.window, table.previous_window];
@@ -279,8 +287,10 @@ function defaultBucket() {
 async function renderSeries(partners) {
   const metric = document.getElementById("series-metric").value;
   const bucket = document.getElementById("series-bucket").value;
+  const mine = ask("series-chart");
   const series = await Promise.all(partners.map((s) =>
     getJson(`/api/series?scope=${encodeURIComponent(s)}&metric=${encodeURIComponent(metric)}&bucket=${bucket}${windowQuery()}`)));
+  if (state.asked["series-chart"] !== mine) return;
   const starts = [...new Set(series.flatMap((b) => (b ? b.points.map((p) => p[0]) : [])))].sort();
   const box = document.getElementById("series-chart");
   const isMoney = metric.endsWith("_arr");
@@ -422,7 +432,8 @@ const overview = {
       showTable("depth", "depth", { first: "" }),
       showTable("dq", "dq", { first: "counter", cellId: (row) => ["all", row.key] }),
     ]);
-    const partners = nbex ? nbex.rows.map((r) => r.key).filter((k) => k.startsWith("partner:")) : [];
+    if (!nbex) return;  // unreadable, or a newer reload draws instead
+    const partners = nbex.rows.map((r) => r.key).filter((k) => k.startsWith("partner:"));
     await renderSeries(partners);
   },
   init() {
