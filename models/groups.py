@@ -417,7 +417,8 @@ def goal_period(goal: Goal, name_period: str | None, calendar: Calendar) -> tupl
 
 
 def feedback_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
-    """NPS counts: every response; promoters score 9 to 10, detractors 0 to 6."""
+    """NPS counts: every response; promoters score 9 to 10, detractors 0 to 6; each
+    on the response's day (a quarter's NPS is that quarter's answers)."""
     metrics: Metrics = {}
     for event in events:
         if not isinstance(event, PartnerFeedback):
@@ -425,12 +426,12 @@ def feedback_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         partner = partner_id(event.partner)
         if partner is None:
             continue
-        scopes = ("all", PARTNERS, f"partner:{partner}")
-        bump(metrics, scopes, "nps.responses")
+        scopes, day = ("all", PARTNERS, f"partner:{partner}"), day_of(event.ts)
+        bump(metrics, scopes, "nps.responses", day=day)
         if event.score >= 9:
-            bump(metrics, scopes, "nps.promoters")
+            bump(metrics, scopes, "nps.promoters", day=day)
         elif event.score <= 6:
-            bump(metrics, scopes, "nps.detractors")
+            bump(metrics, scopes, "nps.detractors", day=day)
     return metrics
 
 
@@ -440,7 +441,9 @@ def referral_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
     The partner comes from the earliest `referral_sent`; without one the
     referral is not counted (an outcome alone names no partner).  Won implies
     accepted, and a later `lost` undoes neither (as for our own conversions).
-    The ARR is the latest outcome's that carries one.
+    The ARR is the latest outcome's that carries one.  Days, as for our own
+    pipeline: sent on the earliest `referral_sent`, accepted on the earliest
+    outcome that accepted or won it, won and its ARR on the earliest win.
     """
     metrics: Metrics = {}
     sent = of_type(events, ReferralSent)
@@ -449,16 +452,17 @@ def referral_metrics(events: Sequence[OtherEvent], ctx: Context) -> Metrics:
         return metrics
     scopes = ("all", PARTNERS, f"partner:{partner}")
     outcomes = of_type(events, ReferralOutcome)
-    statuses = {o.status for o in outcomes}
-    bump(metrics, scopes, "referrals.sent")
-    if statuses & {"accepted", "won"}:
-        bump(metrics, scopes, "referrals.accepted")
-    if "won" in statuses:
-        bump(metrics, scopes, "referrals.won")
+    bump(metrics, scopes, "referrals.sent", day=day_of(sent[0].ts))
+    accepted = next((o for o in outcomes if o.status in ("accepted", "won")), None)
+    if accepted is not None:
+        bump(metrics, scopes, "referrals.accepted", day=day_of(accepted.ts))
+    won = next((o for o in outcomes if o.status == "won"), None)
+    if won is not None:
+        bump(metrics, scopes, "referrals.won", day=day_of(won.ts))
         arr = latest_value(o.arr for o in outcomes)
         if arr is not None:
             cents = ctx.to_cents(arr, ctx.config.reporting_currency)
-            bump(metrics, scopes, "referrals.won_arr", cents)
+            bump(metrics, scopes, "referrals.won_arr", cents, day=day_of(won.ts))
     return metrics
 
 

@@ -56,13 +56,21 @@ SERIES_METRICS: Final = frozenset(
         "integrations.uninstalls",
         "integrations.activations",
         "integrations.deactivations",
+        "nps.responses",
+        "nps.promoters",
+        "nps.detractors",
+        "referrals.sent",
+        "referrals.accepted",
+        "referrals.won",
+        "referrals.won_arr",
     ]
 )
 """Every metric with a daily series (SPEC §4.1).  The others are levels (active
 integrations, cohorts), registry values (spend, targets, reach) or counters
-without a moment of their own (data quality, NPS, referrals we sent); a
-windowed reader leaves them out.  `integrations.activations`/`deactivations`
-exist only as series."""
+without a moment of their own (data quality); a windowed reader leaves them
+out.  `integrations.activations`/`deactivations` exist only as series.  NPS
+answers and the referrals we sent are activities with a day (a partner
+manager reviews "this quarter's NPS"), so they have series too (2026-12-02)."""
 
 _PERIOD = re.compile(r"^(?P<year>\d{4})(?:(?:-(?P<month>\d{1,2}))|(?:[qQ](?P<quarter>[1-4])))?$")
 

@@ -81,7 +81,7 @@ def test_bench_prints_every_figure(tmp_path: Path) -> None:
     assert state["series_bytes"] > 0 and state["metric_bytes"] > 0
     series = result["series"]
     # all, partners, 3 partners, 2 channels: 365 days each (2026); 8 campaigns: a
-    # quarter each (90, 91, 92, 92 days, twice); 33 series metrics
-    assert series["fields"] == 33 * (7 * 365 + 2 * (90 + 91 + 92 + 92))
-    assert series["keys"] == 33 * 15 and series["read_keys"] == 4 * 15
+    # quarter each (90, 91, 92, 92 days, twice); 40 series metrics
+    assert series["fields"] == 40 * (7 * 365 + 2 * (90 + 91 + 92 + 92))
+    assert series["keys"] == 40 * 15 and series["read_keys"] == 4 * 15
     assert series["bytes"] > series["fields"] and series["read_ms"] > 0

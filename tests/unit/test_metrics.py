@@ -340,6 +340,17 @@ def test_partner_nps() -> None:
     assert value(engine, "partner:slack", "nps.promoters") == 2
     assert value(engine, "partner:slack", "nps.detractors") == 2
     assert value(engine, "all", "nps.responses") == 6
+    # each answer on its own day (f0 on 2026-01-01, f1 the next day, ...)
+    slack_days = {
+        "nps.responses": ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"],
+        "nps.promoters": ["2026-01-01", "2026-01-02"],
+        "nps.detractors": ["2026-01-04", "2026-01-05"],
+    }
+    points = {m: n for (s, m), n in engine.totals.items() if s == "partner:slack"}
+    for metric, days in slack_days.items():
+        assert {m: n for m, n in points.items() if m.startswith(f"{metric}@")} == {
+            f"{metric}@{day}": 1 for day in days
+        }
     rates = derived_of(engine, 7)
     assert rates["partner:slack"]["nps"] == 0  # 40 % - 40 %
     assert rates["partner:zoom"]["nps"] == 100
@@ -378,6 +389,27 @@ def test_referrals_we_sent() -> None:
         assert value(engine, scope, "referrals.accepted") == accepted
         assert value(engine, scope, "referrals.won") == won
         assert value(engine, scope, "referrals.won_arr") == arr
+    # sent on the referral_sent, accepted on the first acceptance or win, won (and
+    # its ARR, the latest) on the first win
+    days = {
+        "partner:slack": {
+            "referrals.sent@2026-01-01": 2,
+            "referrals.accepted@2026-01-03": 1,  # r1 accepted on day 2
+            "referrals.accepted@2026-01-04": 1,  # r2 won on day 3
+            "referrals.won@2026-01-04": 1,
+            "referrals.won@2026-01-11": 1,  # r1 won on day 10
+            "referrals.won_arr@2026-01-11": 25_050,
+        },
+        "partner:zoom": {
+            "referrals.sent@2026-01-01": 2,
+            "referrals.accepted@2026-01-02": 2,  # r3 and r5 on day 1
+            "referrals.won@2026-01-02": 1,
+            "referrals.won_arr@2026-01-02": 5_000,
+        },
+    }
+    for scope, points in days.items():
+        held = {m: n for (s, m), n in engine.totals.items() if s == scope and "@" in m}
+        assert held == points
 
 
 # --- data quality on the extension topics ------------------------------------------
