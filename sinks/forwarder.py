@@ -127,9 +127,12 @@ class AiokafkaOutput:
         return count
 
 
-@lru_cache(maxsize=1 << 18)
+@lru_cache(maxsize=1 << 14)
 def partition_of(key: str | bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka)."""
+    """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka).
+
+    Cached for the keys that repeat batch after batch (scopes, recent subjects);
+    a cache as large as the leads (it was 2^18) held about 50 MiB at 200k leads."""
     raw = key.encode() if isinstance(key, str) else key
     return int((murmur2(raw) & 0x7FFFFFFF) % partitions)
 
