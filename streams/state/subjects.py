@@ -92,6 +92,8 @@ class CachedSubjects:
         (operator metric)."""
         self.misses = 0
         """Wanted subjects read from Redis (or new), since the worker started."""
+        self.cold_hits = 0
+        """Of the hits, those decoded from the cold tier."""
 
     # --- the SubjectStore protocol -------------------------------------------
 
@@ -107,11 +109,11 @@ class CachedSubjects:
         """Nothing to keep: Redis holds the state from before the batch."""
 
     def restore(self, kind: str, key: str) -> None:
-        """Let the subject go, from both tiers: it is read again from Redis when next
-        touched (its state from before this batch, which does not write it)."""
+        """Let the subject go, with its bytes: it is read again from Redis when next
+        touched (its state from before this batch, which does not write it).  It is
+        not cold: `load` promoted every subject the batch touches."""
         table(self, kind).pop(key, None)
         self._encoded[kind].pop(key, None)
-        self._cold[kind].pop(key, None)
 
     def release(self) -> None:
         """Nothing was kept."""
@@ -137,6 +139,7 @@ class CachedSubjects:
             for key in sorted(cold):  # sorted: the same order on every run
                 self._promote(kind, key)
             missing[kind] = absent - cold
+            self.cold_hits += len(cold)
         missed = sum(map(len, missing.values()))
         self.misses += missed
         self.hits += sum(map(len, wanted.values())) - missed
