@@ -65,7 +65,7 @@ async def test_replay_equals_recompute_through_both_tiers(
     subjects = processor.subjects
     assert subjects.cold_hits > 0
     assert subjects.misses > 0
-    held = (subjects.leads, subjects.opportunities, subjects.others, subjects.accounts)
-    assert sum(map(len, held)) <= hot
+    held = [subjects.leads, subjects.opportunities, subjects.others, subjects.accounts]
+    assert sum(len(table) for table in held) <= hot
     replayed = render(await sink.read_metrics(), await sink.read_credits())
     assert_same(replayed, recompute(events))
