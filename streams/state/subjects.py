@@ -280,7 +280,10 @@ def _metric_key(key: MetricKey) -> MetricKey:
     return shared
 
 
-MAX_SHARED_KEYS: Final = 1 << 19
+MAX_SHARED_KEYS: Final = 1 << 16
+"""About 12 MiB of keys when full (2^19 held about 100 MiB, measured).  Only the hot
+tier's contributions hold keys (the cold tier keeps them as bytes), so a table
+the size of the hot tier's distinct keys shares nearly as much."""
 _KEYS: dict[MetricKey, MetricKey] = {}
 
 
