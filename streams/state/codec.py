@@ -228,28 +228,24 @@ def load_registry(raw: bytes | dict[str, Any]) -> RegistryEntry:
     return RegistryEntry(int(fields["ts"]), str(fields["event_id"]), fields["partner"])
 
 
-def dump_contributions(contributions: Mapping[str, Contribution]) -> bytes:
-    """What the subjects of one cache entry published last (name -> contribution), as
-    the cache's cold tier keeps it (streams/state/subjects.py): zlib'd JSON rows,
-    about a fifth of the objects' size (measured: 311 bytes for a lead's, against
-    1,370 as packed metrics and credit lines).  An unknown one (`UNKNOWN`) is left
-    out, and so comes back unknown."""
-    return zlib.compress(
-        _dumps(
-            {
-                name: [
-                    [
-                        [scope, metric, value]
-                        for (scope, metric), value in published.metrics.items()
-                    ],
-                    [_credit_row(touch, line) for touch, line in published.credits.items()],
-                ]
-                for name, published in contributions.items()
-                if published is not UNKNOWN
-            }
-        ),
-        1,
-    )
+def dump_published(
+    contributions: Mapping[str, Contribution], snapshot: LeadSnapshot | None
+) -> bytes:
+    """What the subjects of one cache entry published last (name -> contribution,
+    and a lead's snapshot), as the cache's cold tier keeps it
+    (streams/state/subjects.py): zlib'd JSON rows, about a fifth of the objects'
+    size (measured: 311 bytes for a lead's contribution, against 1,370 as packed
+    metrics and credit lines).  An unknown contribution (`UNKNOWN`) is left out,
+    and so comes back unknown."""
+    rows = {
+        name: [
+            [[scope, metric, value] for (scope, metric), value in published.metrics.items()],
+            [_credit_row(touch, line) for touch, line in published.credits.items()],
+        ]
+        for name, published in contributions.items()
+        if published is not UNKNOWN
+    }
+    return zlib.compress(_dumps([rows, dump_snapshot(snapshot) if snapshot else None]), 1)
 
 
 def _credit_row(touch: str, line: CreditLine) -> list[Any]:
@@ -265,9 +261,10 @@ def _credit_row(touch: str, line: CreditLine) -> list[Any]:
     ]
 
 
-def load_contributions(raw: bytes) -> dict[str, Contribution]:
-    """Inverse of `dump_contributions` (names, scopes and positions interned)."""
-    return {
+def load_published(raw: bytes) -> tuple[dict[str, Contribution], LeadSnapshot | None]:
+    """Inverse of `dump_published` (names, scopes and positions interned)."""
+    rows, snapshot = orjson.loads(zlib.decompress(raw))
+    contributions = {
         name: Contribution(
             {(sys.intern(scope), metric): value for scope, metric, value in metrics},
             {
@@ -281,8 +278,9 @@ def load_contributions(raw: bytes) -> dict[str, Contribution]:
                 for touch, numerator, denominator, units, scopes, positions, ts in credits
             },
         )
-        for name, (metrics, credits) in orjson.loads(zlib.decompress(raw)).items()
+        for name, (metrics, credits) in rows.items()
     }
+    return contributions, load_snapshot(snapshot) if snapshot else None
 
 
 def _event_row(event: OtherEvent) -> list[Any]:

@@ -7,13 +7,14 @@ dicts of its `SubjectStore`.  Here they are a cache in two tiers:
   subjects (`PP_STATE_HOT`);
 - the *cold* tier keeps up to `size` subjects in all (`PP_STATE_CACHE`) as
   bytes: each subject's state exactly as last written to Redis (or read from
-  it), and what it published last (`codec.dump_contributions`), the base the
-  sink sends deltas from.  A cold subject costs about a sixth of a live one.
+  it), and what it published last (`codec.dump_published`): the base the
+  sink sends deltas from, and a lead's snapshot as its subscribers have it.
+  A cold subject costs about a sixth of a live one.
 
 Before a batch is ingested, `load` puts in the subjects it touches that are
-not hot: decoded from the cold tier (as a state read from Redis is, with its
-published contribution back), else read from Redis (else absent, and the
-engine creates them).  After it is settled, `writes` encodes the settled
+not hot: decoded from the cold tier (as a state read from Redis is, with what
+it published back, so that it behaves as if it had stayed hot), else read from
+Redis (else absent, and the engine creates them).  After it is settled, `writes` encodes the settled
 subjects' new state for the sink, and `trim` moves the least recently used
 hot subjects to the cold tier (with the bytes `writes` made) and lets the least
 recently used cold ones go beyond `size`.
@@ -64,7 +65,8 @@ class Cold(NamedTuple):
     state: bytes
     """`StateStore.encode` of its state: the value written to (or read from) Redis."""
     published: bytes | None
-    """`codec.dump_contributions` of its subjects; None for an account (none)."""
+    """`codec.dump_published` of its subjects (and a lead's snapshot); None for an
+    account (it publishes nothing)."""
 
 
 class CachedSubjects:
@@ -156,10 +158,12 @@ class CachedSubjects:
         cold = self._cold[kind].pop(key)
         state = LOADS[kind](unpack(cold.state))
         if cold.published is not None:
-            published = codec.load_contributions(cold.published)
+            published, snapshot = codec.load_published(cold.published)
             for name, subject in _subjects(kind, state).items():
                 if name in published:
                     subject.contribution = compact(published[name])
+            if isinstance(state, LeadState):
+                state.snapshot = snapshot  # as sent: the next settle sends only a change
         table(self, kind)[key] = state
         self._encoded[kind][key] = cold.state
 
@@ -235,8 +239,9 @@ def _published(kind: str, state: Any) -> bytes | None:
     """What the entry's subjects published last, as the cold tier keeps it."""
     if kind == "account":
         return None
-    return codec.dump_contributions(
-        {name: subject.contribution for name, subject in _subjects(kind, state).items()}
+    return codec.dump_published(
+        {name: subject.contribution for name, subject in _subjects(kind, state).items()},
+        state.snapshot if isinstance(state, LeadState) else None,
     )
 
 

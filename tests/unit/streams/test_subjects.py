@@ -9,11 +9,12 @@ from typing import cast
 
 import pytest
 
+from models.attribution import Touchpoint
 from models.engine import Settled
-from models.lead import LeadState
+from models.lead import LeadSnapshot, LeadState
 from models.subject import NO_REPEATS, Contribution, CreditLine, Subject, diff
 from sinks.redis_sink import HashWrite, StateWrite, _encode_subject
-from streams.state.codec import UNKNOWN, dump_contributions, dump_lead, load_contributions
+from streams.state.codec import UNKNOWN, dump_lead, dump_published, load_published
 from streams.state.store import KINDS, StateKeys, StateStore, pack, unpack
 from streams.state.subjects import CachedSubjects, PackedMetrics, compact
 
@@ -148,6 +149,11 @@ def published(lead_id: str) -> Contribution:
     return Contribution({("all", f"leads.acquired@2026-03-0{len(lead_id)}"): 1}, {"evt-1": LINE})
 
 
+def snapshot(lead_id: str) -> LeadSnapshot:
+    point = Touchpoint(10, f"evt-{lead_id}", lead_id, "spring", "slack", None)
+    return LeadSnapshot(lead_id, "acme", (point,), point)
+
+
 def settle(subjects: CachedSubjects, store: FakeStore, *lead_ids: str) -> list[StateWrite]:
     """One batch as a worker runs it: each lead admits an event and publishes, then
     the states are written (and applied, as the sink does) and the cache trimmed."""
@@ -155,6 +161,7 @@ def settle(subjects: CachedSubjects, store: FakeStore, *lead_ids: str) -> list[S
         lead = subjects.leads.setdefault(lead_id, LeadState(lead_id))
         assert lead.admit(f"evt-{lead_id}-{len(lead.seen)}", 10, len(lead.seen) + 1)
         lead.contribution = compact(published(lead_id))
+        lead.snapshot = snapshot(lead_id)
     writes = subjects.writes(Settled(leads=list(lead_ids)))
     store.apply(writes)
     subjects.trim()
@@ -185,6 +192,7 @@ def test_a_cold_hit_is_decoded_with_what_it_published() -> None:
     assert lead.seen == {"evt-a-0": 1}
     assert lead.contribution is not UNKNOWN
     assert lead.contribution == published("a")  # the sink's base: deltas, not a diff
+    assert lead.snapshot == snapshot("a")  # as its subscribers have it: not sent again
     assert (subjects.hits, subjects.misses, subjects.cold_hits) == (1, 0, 1)
 
 
@@ -271,5 +279,5 @@ def test_each_subject_of_an_extension_key_keeps_its_own_base() -> None:
 
 def test_published_contributions_survive_their_bytes() -> None:
     other = Contribution({("partner:slack", "pipeline.sourced_arr@2026-03-09"): 1 << 40}, {})
-    raw = dump_contributions({"": BASE, "group:x": other, "unknown": UNKNOWN})
-    assert load_contributions(raw) == {"": BASE, "group:x": other}
+    raw = dump_published({"": BASE, "group:x": other, "unknown": UNKNOWN}, None)
+    assert load_published(raw) == ({"": BASE, "group:x": other}, None)
