@@ -23,7 +23,7 @@ from models.events import INPUT_TOPICS
 from models.parse import DEFAULT_MAX_BYTES
 from sinks.redis_sink import RedisSink, redact_url
 
-STATE_HOT: Final = 5_000
+STATE_HOT: Final = 10_000
 """`PP_STATE_HOT`'s default (docs/benchmarks.md, sixth session)."""
 
 LOOPBACK_NAMES: Final = "localhost,127.0.0.1,::1"
