@@ -23,6 +23,9 @@ from models.events import INPUT_TOPICS
 from models.parse import DEFAULT_MAX_BYTES
 from sinks.redis_sink import RedisSink, redact_url
 
+STATE_HOT: Final = 10_000
+"""`PP_STATE_HOT`'s default (docs/benchmarks.md, sixth session)."""
+
 LOOPBACK_NAMES: Final = "localhost,127.0.0.1,::1"
 """The dashboard's default Host allow-list: the loopback names (DNS-rebinding defence)."""
 
@@ -88,6 +91,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Subjects whose state a worker keeps in memory between batches "
         "(0: read every batch's state from Redis)",
+    )
+    state_hot: int = Field(
+        default=STATE_HOT,
+        ge=0,
+        description="Of those, the most recently used that a worker keeps as live objects; "
+        "the others are kept encoded (about a sixth of the memory) and decoded when touched",
     )
     model: Literal["w-shaped", "full-path"] = "w-shaped"
     mapping: Literal["contact-role", "account"] = "contact-role"

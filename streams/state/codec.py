@@ -9,7 +9,10 @@ recomputes it, and the Redis sink diffs against what it published.
 from __future__ import annotations
 
 import sys
+import zlib
+from collections.abc import Mapping
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, get_args
 
 import orjson
@@ -21,7 +24,7 @@ from models.groups import GroupState
 from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
 from models.opportunity import Amount, Created, OpportunityState
 from models.parse import parse_event
-from models.subject import NO_REPEATS, Contribution, Subject
+from models.subject import NO_REPEATS, Contribution, CreditLine, Subject
 
 UNKNOWN = Contribution({}, {})
 """The contribution of a state read back: not stored, so not known (`EMPTY` is
@@ -223,6 +226,61 @@ def load_registry(raw: bytes | dict[str, Any]) -> RegistryEntry:
     """A registry entry as stored, or as carried by a registry command."""
     fields = orjson.loads(raw) if isinstance(raw, bytes) else raw
     return RegistryEntry(int(fields["ts"]), str(fields["event_id"]), fields["partner"])
+
+
+def dump_published(
+    contributions: Mapping[str, Contribution], snapshot: LeadSnapshot | None
+) -> bytes:
+    """What the subjects of one cache entry published last (name -> contribution,
+    and a lead's snapshot), as the cache's cold tier keeps it
+    (streams/state/subjects.py): zlib'd JSON rows, about a fifth of the objects'
+    size (measured: 311 bytes for a lead's contribution, against 1,370 as packed
+    metrics and credit lines).  An unknown contribution (`UNKNOWN`) is left out,
+    and so comes back unknown."""
+    rows = {
+        name: [
+            [[scope, metric, value] for (scope, metric), value in published.metrics.items()],
+            [_credit_row(touch, line) for touch, line in published.credits.items()],
+        ]
+        for name, published in contributions.items()
+        if published is not UNKNOWN
+    }
+    return zlib.compress(_dumps([rows, dump_snapshot(snapshot) if snapshot else None]), 1)
+
+
+def _credit_row(touch: str, line: CreditLine) -> list[Any]:
+    credit = line.credit
+    return [
+        touch,
+        credit.numerator,
+        credit.denominator,
+        line.units,
+        line.scopes,
+        line.positions,
+        line.ts,
+    ]
+
+
+def load_published(raw: bytes) -> tuple[dict[str, Contribution], LeadSnapshot | None]:
+    """Inverse of `dump_published` (names, scopes and positions interned)."""
+    rows, snapshot = orjson.loads(zlib.decompress(raw))
+    contributions = {
+        name: Contribution(
+            {(sys.intern(scope), metric): value for scope, metric, value in metrics},
+            {
+                touch: CreditLine(
+                    Fraction(numerator, denominator),
+                    units,
+                    tuple(map(sys.intern, scopes)),
+                    tuple(map(sys.intern, positions)),
+                    ts,
+                )
+                for touch, numerator, denominator, units, scopes, positions, ts in credits
+            },
+        )
+        for name, (metrics, credits) in rows.items()
+    }
+    return contributions, load_snapshot(snapshot) if snapshot else None
 
 
 def _event_row(event: OtherEvent) -> list[Any]:

@@ -1,23 +1,38 @@
 """The worker engine's subject store: subjects loaded from Redis, kept between batches.
 
 `Engine` (models/engine.py) works on the `leads`, `opportunities` and `others`
-dicts of its `SubjectStore`.  Here they are a cache: before a batch is
-ingested, `load` puts in the subjects it touches that are not held yet (read
-from Redis, else absent, and the engine creates them), and after it is
-settled, `writes` encodes the settled subjects' new state for the sink and
-`trim` lets the least recently used go beyond `size`.
+dicts of its `SubjectStore`.  Here they are a cache in two tiers:
+
+- the *hot* tier is those dicts: live objects, the `hot` most recently used
+  subjects (`PP_STATE_HOT`);
+- the *cold* tier keeps up to `size` subjects in all (`PP_STATE_CACHE`) as
+  bytes: each subject's state exactly as last written to Redis (or read from
+  it), and what it published last (`codec.dump_published`): the base the
+  sink sends deltas from, and a lead's snapshot as its subscribers have it.
+  A cold subject costs about a sixth of a live one.
+
+Before a batch is ingested, `load` puts in the subjects it touches that are
+not hot: decoded from the cold tier (as a state read from Redis is, with what
+it published back, so that it behaves as if it had stayed hot), else read from
+Redis (else absent, and the engine creates them).  After it is settled, `writes` encodes the settled
+subjects' new state for the sink, and `trim` moves the least recently used
+hot subjects to the cold tier (with the bytes `writes` made) and lets the least
+recently used cold ones go beyond `size`.
 
 The cache is sound because a worker owns its partitions exclusively (the
 sink fences every batch by ownership), applies its batches in order, and exits
-on any failed batch: while it runs, what it holds is what Redis holds.  It is
-dropped on every assignment (`clear`).
+on any failed batch: while it runs, what it holds is what Redis holds.  The
+cold tier keeps that: its bytes are those of the last write (or read) of the
+subject, it never holds a subject that is hot, and a subject restored after a
+failed settle leaves both tiers.  It is all dropped on every assignment
+(`clear`).
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import ItemsView, Iterable, Iterator, Mapping
-from typing import Any, Final
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping
+from typing import Any, Final, NamedTuple
 
 from models.engine import AccountMembers, RegistryEntry, Settled, table
 from models.lead import LeadState
@@ -25,27 +40,62 @@ from models.opportunity import OpportunityState
 from models.subject import Contribution, MetricKey, Subject
 from sinks.forwarder import partition_of
 from sinks.redis_sink import HashWrite, SetAdd, StateWrite
+from streams.settings import STATE_HOT
 from streams.state import codec
-from streams.state.store import StateStore
+from streams.state.store import KINDS, StateStore, unpack
+
+DUMPS: Final[dict[str, Callable[[Any], bytes]]] = {
+    "lead": codec.dump_lead,
+    "opportunity": codec.dump_opportunity,
+    "other": codec.dump_others,
+    "account": codec.dump_account,
+}
+LOADS: Final[dict[str, Callable[[bytes], Any]]] = {
+    "lead": codec.load_lead,
+    "opportunity": codec.load_opportunity,
+    "other": codec.load_others,
+    "account": codec.load_account,
+}
+"""Each kind's state codec (streams/state/codec.py), by `KINDS` name."""
+
+
+class Cold(NamedTuple):
+    """A cold subject: its state as Redis holds it, and what it published last."""
+
+    state: bytes
+    """`StateStore.encode` of its state: the value written to (or read from) Redis."""
+    published: bytes | None
+    """`codec.dump_published` of its subjects (and a lead's snapshot); None for an
+    account (it publishes nothing)."""
 
 
 class CachedSubjects:
-    """A `SubjectStore` over Redis state (streams/state/store.py), with an LRU cache."""
+    """A `SubjectStore` over Redis state (streams/state/store.py), with a two-tier
+    LRU cache (module docstring)."""
 
-    def __init__(self, store: StateStore, size: int, partitions: int) -> None:
+    def __init__(self, store: StateStore, size: int, partitions: int, hot: int = STATE_HOT) -> None:
         self.store = store
         self.size = size
+        self.hot = min(hot, size)
         self.partitions = partitions
         self.leads: dict[str, LeadState] = {}
         self.opportunities: dict[str, OpportunityState] = {}
         self.others: dict[str, dict[str, Subject]] = {}
         self.accounts: dict[str, AccountMembers] = {}
+        self._encoded: dict[str, dict[str, bytes]] = {kind: {} for kind in KINDS}
+        """Kind -> id -> the state bytes Redis holds, of hot subjects written (or
+        promoted) since they were loaded: what a demotion keeps."""
+        self._cold: dict[str, dict[str, Cold]] = {kind: {} for kind in KINDS}
+        """Kind -> id -> cold subject, least recently used first."""
         self._members: dict[str, set[str]] = {}
         self._indexed: list[SetAdd] = []
         self.hits = 0
-        """Wanted subjects found in the cache, since the worker started (operator metric)."""
+        """Wanted subjects found in the cache, hot or cold, since the worker started
+        (operator metric)."""
         self.misses = 0
         """Wanted subjects read from Redis (or new), since the worker started."""
+        self.cold_hits = 0
+        """Of the hits, those decoded from the cold tier."""
 
     # --- the SubjectStore protocol -------------------------------------------
 
@@ -61,9 +111,11 @@ class CachedSubjects:
         """Nothing to keep: Redis holds the state from before the batch."""
 
     def restore(self, kind: str, key: str) -> None:
-        """Let the subject go: it is read again from Redis when next touched (its
-        state from before this batch, which does not write it)."""
+        """Let the subject go, with its bytes: it is read again from Redis when next
+        touched (its state from before this batch, which does not write it).  It is
+        not cold: `load` promoted every subject the batch touches."""
         table(self, kind).pop(key, None)
+        self._encoded[kind].pop(key, None)
 
     def release(self) -> None:
         """Nothing was kept."""
@@ -82,20 +134,38 @@ class CachedSubjects:
         self._indexed = []
         self._members = await self._campaign_members(registry)
         wanted = {**wanted, "lead": set(wanted.get("lead", ())).union(*self._members.values())}
-        missing = {kind: ids - table(self, kind).keys() for kind, ids in wanted.items()}
+        missing: dict[str, set[str]] = {}
+        for kind, ids in wanted.items():
+            absent = ids - table(self, kind).keys()
+            cold = absent & self._cold[kind].keys()
+            for key in sorted(cold):  # sorted: the same order on every run
+                self._promote(kind, key)
+            missing[kind] = absent - cold
+            self.cold_hits += len(cold)
         missed = sum(map(len, missing.values()))
         self.misses += missed
         self.hits += sum(map(len, wanted.values())) - missed
         states, entries = await self.store.load(missing, campaigns)
-        for lead_id, raw in states["lead"].items():
-            self.leads[lead_id] = codec.load_lead(raw)
-        for opp_id, raw in states["opportunity"].items():
-            self.opportunities[opp_id] = codec.load_opportunity(raw)
-        for key, raw in states["other"].items():
-            self.others[key] = codec.load_others(raw)
-        for account, raw in states["account"].items():
-            self.accounts[account] = codec.load_account(raw)
+        for kind, raws in states.items():
+            held, load = table(self, kind), LOADS[kind]
+            for key, raw in raws.items():
+                held[key] = load(raw)
         return {campaign: codec.load_registry(raw) for campaign, raw in entries.items()}
+
+    def _promote(self, kind: str, key: str) -> None:
+        """Decode a cold subject into the hot tier (the most recently used), with
+        what it published last as its contribution."""
+        cold = self._cold[kind].pop(key)
+        state = LOADS[kind](unpack(cold.state))
+        if cold.published is not None:
+            published, snapshot = codec.load_published(cold.published)
+            for name, subject in _subjects(kind, state).items():
+                if name in published:
+                    subject.contribution = compact(published[name])
+            if isinstance(state, LeadState):
+                state.snapshot = snapshot  # as sent: the next settle sends only a change
+        table(self, kind)[key] = state
+        self._encoded[kind][key] = cold.state
 
     async def _campaign_members(self, wanted: Iterable[tuple[str, int]]) -> dict[str, set[str]]:
         wanted = set(wanted)
@@ -111,40 +181,68 @@ class CachedSubjects:
 
     def writes(self, settled: Settled) -> list[StateWrite]:
         """The settled subjects' new state and the batch's campaign index entries;
-        they become the most recently used."""
+        they become the most recently used, and their bytes what a demotion keeps."""
         encode, keys = self.store.encode, self.store.keys
         out: list[StateWrite] = list(self._indexed)
-        kinds: tuple[tuple[str, dict[str, Any], list[str], Any], ...] = (
-            ("lead", self.leads, settled.leads, codec.dump_lead),
-            ("opportunity", self.opportunities, settled.opportunities, codec.dump_opportunity),
-            ("other", self.others, settled.others, codec.dump_others),
-            ("account", self.accounts, settled.accounts, codec.dump_account),
-        )
-        for kind, held, ids, dump in kinds:
-            table = keys.subjects(kind)
-            for key in dict.fromkeys(ids):
+        ids = (settled.leads, settled.opportunities, settled.others, settled.accounts)
+        for kind, settled_ids in zip(KINDS, ids, strict=True):
+            held, encoded, dump, name = (
+                table(self, kind),
+                self._encoded[kind],
+                DUMPS[kind],
+                keys.subjects(kind),
+            )
+            for key in dict.fromkeys(settled_ids):
                 held[key] = state = held.pop(key)  # to the end: most recently used
-                out.append(HashWrite(table, key, encode(dump(state))))
+                encoded[key] = raw = encode(dump(state))
+                out.append(HashWrite(name, key, raw))
         return out
 
     def trim(self) -> None:
-        """Let the least recently used subjects go beyond `size` (read again when next
-        touched)."""
-        held: tuple[dict[str, Any], ...] = (
-            self.leads,
-            self.opportunities,
-            self.others,
-            self.accounts,
-        )
-        excess = sum(map(len, held)) - self.size
-        for states in held:
-            while excess > 0 and states:
-                del states[next(iter(states))]  # insertion order: least recently used first
+        """Demote the least recently used hot subjects beyond `hot` to the cold tier
+        (those whose bytes are not at hand, read but never written, just go), then
+        let the least recently used cold ones go beyond `size`: they are read again
+        from Redis when next touched."""
+        excess = sum(len(table(self, kind)) for kind in KINDS) - self.hot
+        for kind in KINDS:
+            held, encoded, cold = table(self, kind), self._encoded[kind], self._cold[kind]
+            while excess > 0 and held:
+                key = next(iter(held))  # insertion order: least recently used first
+                state = held.pop(key)
+                raw = encoded.pop(key, None)
+                if raw is not None:
+                    cold[key] = Cold(raw, _published(kind, state))
+                excess -= 1
+        excess = sum(len(table(self, kind)) + len(self._cold[kind]) for kind in KINDS) - self.size
+        for kind in KINDS:
+            cold = self._cold[kind]
+            while excess > 0 and cold:
+                del cold[next(iter(cold))]
                 excess -= 1
 
     def clear(self) -> None:
-        for states in (self.leads, self.opportunities, self.others, self.accounts):
-            states.clear()
+        for kind in KINDS:
+            table(self, kind).clear()
+            self._encoded[kind].clear()
+            self._cold[kind].clear()
+
+
+def _subjects(kind: str, state: Any) -> dict[str, Subject]:
+    """The subjects of one cache entry, by name: a lead or an opportunity is one
+    (named ""), an extension-topic key holds several (by kind), an account none."""
+    if kind == "other":
+        return dict(state)
+    return {} if kind == "account" else {"": state}
+
+
+def _published(kind: str, state: Any) -> bytes | None:
+    """What the entry's subjects published last, as the cold tier keeps it."""
+    if kind == "account":
+        return None
+    return codec.dump_published(
+        {name: subject.contribution for name, subject in _subjects(kind, state).items()},
+        state.snapshot if isinstance(state, LeadState) else None,
+    )
 
 
 def compact(contribution: Contribution) -> Contribution:
@@ -187,7 +285,10 @@ def _metric_key(key: MetricKey) -> MetricKey:
     return shared
 
 
-MAX_SHARED_KEYS: Final = 1 << 19
+MAX_SHARED_KEYS: Final = 1 << 16
+"""About 12 MiB of keys when full (2^19 held about 100 MiB, measured).  Only the hot
+tier's contributions hold keys (the cold tier keeps them as bytes), so a table
+the size of the hot tier's distinct keys shares nearly as much."""
 _KEYS: dict[MetricKey, MetricKey] = {}
 
 
