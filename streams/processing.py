@@ -70,7 +70,7 @@ from sinks.redis_sink import DeadLetter, SinkBatch
 from streams.settings import Settings
 from streams.state import codec
 from streams.state.store import KINDS, StateStore
-from streams.state.subjects import CachedSubjects, compact
+from streams.state.subjects import CachedSubjects
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,9 @@ class Processor:
     def __init__(self, settings: Settings, store: StateStore) -> None:
         self.settings = settings
         self.store = store
-        self.subjects = CachedSubjects(store, settings.state_cache, settings.partitions)
+        self.subjects = CachedSubjects(
+            store, settings.state_cache, settings.partitions, settings.state_hot
+        )
         self.exchange = KafkaExchange(settings.partitions)
         self.engine = Engine(settings.engine, subjects=self.subjects, exchange=self.exchange)
         self._kind = {settings.topic(name): name for name in CONSUMED}
@@ -325,5 +327,5 @@ def _publish(sink: SinkBatch, name: str, subject: Subject, new: Contribution) ->
     state knows, and so does a new one (`EMPTY`): the sink skips it when
     unchanged, else sends metric deltas from that base.
     """
-    old, subject.contribution = subject.contribution, compact(new)
+    old, subject.contribution = subject.contribution, new
     sink.publish(name, new, None if old is codec.UNKNOWN else old, subject.cause)

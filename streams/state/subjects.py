@@ -30,14 +30,13 @@ failed settle leaves both tiers.  It is all dropped on every assignment
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 from models.engine import AccountMembers, RegistryEntry, Settled, table
 from models.lead import LeadState
 from models.opportunity import OpportunityState
-from models.subject import Contribution, MetricKey, Subject
+from models.subject import Subject
 from sinks.forwarder import partition_of
 from sinks.redis_sink import HashWrite, SetAdd, StateWrite
 from streams.settings import STATE_HOT
@@ -161,7 +160,7 @@ class CachedSubjects:
             published, snapshot = codec.load_published(cold.published)
             for name, subject in _subjects(kind, state).items():
                 if name in published:
-                    subject.contribution = compact(published[name])
+                    subject.contribution = published[name]
             if isinstance(state, LeadState):
                 state.snapshot = snapshot  # as sent: the next settle sends only a change
         table(self, kind)[key] = state
@@ -243,105 +242,3 @@ def _published(kind: str, state: Any) -> bytes | None:
         {name: subject.contribution for name, subject in _subjects(kind, state).items()},
         state.snapshot if isinstance(state, LeadState) else None,
     )
-
-
-def compact(contribution: Contribution) -> Contribution:
-    """`contribution` as the cache keeps it (the base of its next publication): its
-    metrics packed (`PackedMetrics`), every (scope, metric) key one shared object.
-    A worker holds the contributions of up to `PP_STATE_CACHE` subjects, whose
-    keys repeat; a tuple and a scope string of their own would cost about 120
-    bytes per metric per subject."""
-    metrics = contribution.metrics
-    keys = tuple(map(_metric_key, metrics))
-    values = list(metrics.values())
-    for typecode in VALUE_TYPES:
-        try:
-            return Contribution(PackedMetrics(keys, array(typecode, values)), contribution.credits)
-        except OverflowError:
-            continue
-    # beyond 64 bits: the sink refuses it anyway; kept as given
-    return Contribution(dict(zip(keys, values, strict=True)), contribution.credits)
-
-
-VALUE_TYPES: Final = ("i", "q")
-"""Packed value widths, narrowest first: 32 bits hold nearly every subject's values
-(counts, millionths of a lead), 64 bits the ARR cents of a large deal."""
-
-
-def _metric_key(key: MetricKey) -> MetricKey:
-    """The one shared object equal to `key` (while the table holds it).
-
-    A plain table, not `lru_cache`: its entries are the keys themselves, where a
-    cache's link and argument tuple cost about 110 bytes more per key (220
-    against 108 with the key, measured), and distinct keys (scopes by metrics
-    by days) run to the hundreds of thousands.  When full it starts over: keys
-    held by cached contributions stay valid, only their sharing with later
-    ones is lost."""
-    shared = _KEYS.get(key)
-    if shared is None:
-        if len(_KEYS) >= MAX_SHARED_KEYS:
-            _KEYS.clear()
-        shared = _KEYS[key] = key
-    return shared
-
-
-MAX_SHARED_KEYS: Final = 1 << 16
-"""About 12 MiB of keys when full (2^19 held about 100 MiB, measured).  Only the hot
-tier's contributions hold keys (the cold tier keeps them as bytes), so a table
-the size of the hot tier's distinct keys shares nearly as much."""
-_KEYS: dict[MetricKey, MetricKey] = {}
-
-
-class PackedMetrics(Mapping[MetricKey, int]):
-    """A read-only metrics mapping in two flat sequences: the keys (shared tuples)
-    and their values as 32- or 64-bit integers (`VALUE_TYPES`).
-
-    A dict costs about 40 bytes per metric, and a value above 256 an object of
-    its own (32 bytes); this costs 12 (8 for the key's reference, 4 for the
-    value).  A cached lead has 20 to 30 metrics.  The cache only iterates a base (the sink's
-    deltas and digest) and compares it with the new contribution, so lookups
-    by key, rare, scan.
-    """
-
-    __slots__ = ("_keys", "_values")
-
-    def __init__(self, keys: tuple[MetricKey, ...], values: array[int]) -> None:
-        self._keys = keys
-        self._values = values
-
-    def __getitem__(self, key: MetricKey) -> int:
-        try:
-            return self._values[self._keys.index(key)]
-        except ValueError:
-            raise KeyError(key) from None
-
-    def __iter__(self) -> Iterator[MetricKey]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def items(self) -> ItemsView[MetricKey, int]:
-        return _PackedItems(self)
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to any mapping with the same items (a dict too, either side)."""
-        if not isinstance(other, Mapping) or len(other) != len(self):
-            return False
-        missing = object()
-        return all(other.get(key, missing) == value for key, value in self.items())
-
-    __hash__ = None  # type: ignore[assignment]  # a mapping: unhashable, as a dict
-
-    def __repr__(self) -> str:
-        return f"PackedMetrics({dict(self.items())!r})"
-
-
-class _PackedItems(ItemsView[MetricKey, int]):
-    """`PackedMetrics.items()`: pairs straight from the two sequences."""
-
-    _mapping: PackedMetrics
-
-    def __iter__(self) -> Iterator[tuple[MetricKey, int]]:
-        packed = self._mapping
-        return zip(packed._keys, packed._values, strict=True)

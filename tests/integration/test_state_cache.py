@@ -48,8 +48,10 @@ async def test_replay_equals_recompute_through_both_tiers(
         SyntheticConfig(seed=28, leads=300, duplicates=0.03, shuffle=0.4, invalid=0.005),
     )
     store = StateStore(sink)
-    processor = Processor(SETTINGS, store)
-    processor.subjects.size, processor.subjects.hot = size, hot
+    processor = Processor(
+        SETTINGS.model_copy(update={"state_cache": size, "state_hot": hot}), store
+    )
+    assert (processor.subjects.size, processor.subjects.hot) == (size, hot)  # PP_STATE_*
     await processor.start()
     topics = Topics()
     lines = [line for line in events.read_bytes().splitlines() if line.strip()]

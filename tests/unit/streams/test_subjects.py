@@ -1,5 +1,4 @@
-"""The worker's subject cache: its packed contributions (the same mapping, the same
-deltas, less memory) and its two tiers (live objects, then bytes)."""
+"""The worker's subject cache: its two tiers (live objects, then bytes)."""
 
 from __future__ import annotations
 
@@ -7,16 +6,14 @@ import asyncio
 from fractions import Fraction
 from typing import cast
 
-import pytest
-
 from models.attribution import Touchpoint
 from models.engine import Settled
 from models.lead import LeadSnapshot, LeadState
-from models.subject import NO_REPEATS, Contribution, CreditLine, Subject, diff
-from sinks.redis_sink import HashWrite, StateWrite, _encode_subject
+from models.subject import NO_REPEATS, Contribution, CreditLine, Subject
+from sinks.redis_sink import HashWrite, StateWrite
 from streams.state.codec import UNKNOWN, dump_lead, dump_published, load_published
 from streams.state.store import KINDS, StateKeys, StateStore, pack, unpack
-from streams.state.subjects import CachedSubjects, PackedMetrics, compact
+from streams.state.subjects import CachedSubjects
 
 LINE = CreditLine(Fraction(1, 3), 333_333, ("all", "partner:slack"), ("first",), 1)
 BASE = Contribution(
@@ -27,71 +24,6 @@ BASE = Contribution(
     },
     {"evt-1": LINE},
 )
-
-
-def test_packed_metrics_read_back_as_the_dict() -> None:
-    packed = compact(BASE).metrics
-    assert isinstance(packed, PackedMetrics)
-    assert dict(packed) == BASE.metrics
-    assert list(packed.items()) == list(BASE.metrics.items())
-    assert packed[("all", "dq.late_events")] == 2
-    assert ("all", "dq.late_events") in packed
-    with pytest.raises(KeyError):
-        packed[("all", "leads.acquired@2026-03-09")]
-
-
-def test_packed_metrics_equal_a_dict_either_side() -> None:
-    packed, plain = compact(BASE), BASE
-    assert packed == plain
-    assert plain == packed  # the dict's side: it hands the comparison over
-    changed = {**BASE.metrics, ("all", "dq.late_events"): 3}
-    assert packed != Contribution(changed, BASE.credits)
-    assert Contribution(changed, BASE.credits) != packed
-    fewer = dict(list(BASE.metrics.items())[:2])
-    assert packed.metrics != fewer
-    assert packed.metrics != {**BASE.metrics, ("all", "leads.acquired@2026-03-09"): 1}
-
-
-def test_keys_are_shared_between_compacted_contributions() -> None:
-    again = Contribution({("all", "dq.late_events"): 2}, {})
-    first = next(k for k in compact(BASE).metrics if k[1] == "dq.late_events")
-    assert next(iter(compact(again).metrics)) is first
-
-
-def test_a_value_beyond_32_bits_is_packed_in_64() -> None:
-    large = Contribution({("all", "pipeline.sourced_arr@2026-03-09"): 1 << 40}, {})
-    packed = compact(large).metrics
-    assert isinstance(packed, PackedMetrics)
-    assert dict(packed) == {("all", "pipeline.sourced_arr@2026-03-09"): 1 << 40}
-
-
-def test_a_value_beyond_64_bits_stays_a_dict() -> None:
-    huge = Contribution({("all", "pipeline.sourced_arr@2026-03-09"): 1 << 70}, {})
-    kept = compact(huge)
-    assert kept == huge
-    assert type(kept.metrics) is dict
-
-
-def test_deltas_from_a_packed_base_are_those_from_the_dict() -> None:
-    new = Contribution(
-        {
-            ("all", "nb.leads.influenced@2026-03-09"): 1,
-            ("partner:slack", "nb.leads.attributed@2026-03-09"): 500_000,
-            ("all", "leads.acquired@2026-03-09"): 1,
-        },
-        {"evt-1": CreditLine(Fraction(1, 2), 500_000, LINE.scopes, LINE.positions, 1)},
-    )
-    packed = compact(BASE)
-    assert diff("lead:l1", packed, new, "evt-2") == diff("lead:l1", BASE, new, "evt-2")
-    assert _encode_subject("lead:l1", new, "evt-2", packed) == _encode_subject(
-        "lead:l1", new, "evt-2", BASE
-    )
-    _, deltas = _encode_subject("lead:l1", new, "evt-2", packed)
-    assert deltas == {
-        ("partner:slack", "nb.leads.attributed@2026-03-09"): 166_667,
-        ("all", "leads.acquired@2026-03-09"): 1,
-        ("all", "dq.late_events"): -2,
-    }
 
 
 def test_a_subject_without_duplicates_holds_no_set_of_its_own() -> None:
@@ -160,7 +92,7 @@ def settle(subjects: CachedSubjects, store: FakeStore, *lead_ids: str) -> list[S
     for lead_id in lead_ids:
         lead = subjects.leads.setdefault(lead_id, LeadState(lead_id))
         assert lead.admit(f"evt-{lead_id}-{len(lead.seen)}", 10, len(lead.seen) + 1)
-        lead.contribution = compact(published(lead_id))
+        lead.contribution = published(lead_id)
         lead.snapshot = snapshot(lead_id)
     writes = subjects.writes(Settled(leads=list(lead_ids)))
     store.apply(writes)
@@ -264,7 +196,7 @@ def test_without_a_cache_nothing_is_kept() -> None:
 def test_each_subject_of_an_extension_key_keeps_its_own_base() -> None:
     subjects, store = cache(size=3, hot=0)
     known, unknown = Subject("k"), Subject("k")
-    known.contribution = compact(Contribution({("all", "dq.late_events"): 2}, {}))
+    known.contribution = Contribution({("all", "dq.late_events"): 2}, {})
     unknown.contribution = UNKNOWN
     subjects.others["k"] = {"partner_events": known, "referrals": unknown}
     store.apply(subjects.writes(Settled(others=["k"])))
