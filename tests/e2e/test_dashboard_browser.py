@@ -417,6 +417,7 @@ PERFORMANCE_RATES = {
     "perf.win_rate_lift",
     "perf.partner.cycle_days_avg",
     "perf.cycle_days_delta",
+    "nps",
 }
 
 
@@ -429,7 +430,7 @@ def assert_cells_equal(cells: list[dict[str, str]], oracle: Mapping[str, Any]) -
         scope, metric = cell["scope"], cell["metric"]
         if metric in PERFORMANCE_RATES:
             rate = performance_rate(metrics, scope, metric)
-            if rate is None:  # no closed deal: no rate
+            if rate is None:  # no closed deal (no answer): no rate
                 assert cell["value"] == "", cell
             else:
                 assert float(cell["value"]) == pytest.approx(rate, abs=1e-9), cell
@@ -445,7 +446,13 @@ def performance_rate(
 ) -> float | None:
     """SPEC §4 partner performance over the window's sums, by hand: the win rate
     (won ÷ closed) or days to close (cycle days ÷ closed) of `scope`'s
-    partner-involved deals, or its difference to those of `all`'s other deals."""
+    partner-involved deals, or its difference to those of `all`'s other deals;
+    NPS, 100 x (promoters - detractors) ÷ the window's answers."""
+    if metric == "nps":
+        answers = metrics.get(scope, {})
+        responses = answers.get("nps.responses", 0)
+        net = answers.get("nps.promoters", 0) - answers.get("nps.detractors", 0)
+        return 100 * net / responses if responses else None
 
     def of(scope: str, side: str) -> float | None:
         values = metrics.get(scope, {})
