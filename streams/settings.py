@@ -23,9 +23,6 @@ from models.events import INPUT_TOPICS
 from models.parse import DEFAULT_MAX_BYTES
 from sinks.redis_sink import RedisSink, redact_url
 
-STATE_HOT: Final = 10_000
-"""`PP_STATE_HOT`'s default (docs/benchmarks.md, sixth session)."""
-
 LOOPBACK_NAMES: Final = "localhost,127.0.0.1,::1"
 """The dashboard's default Host allow-list: the loopback names (DNS-rebinding defence)."""
 
@@ -93,7 +90,7 @@ class Settings(BaseSettings):
         "(0: read every batch's state from Redis)",
     )
     state_hot: int = Field(
-        default=STATE_HOT,
+        default=10_000,  # docs/benchmarks.md, sixth session: memory against CPU
         ge=0,
         description="Of those, the most recently used that a worker keeps as live objects; "
         "the others are kept encoded (about a sixth of the memory) and decoded when touched",

@@ -14,10 +14,10 @@ dicts of its `SubjectStore`.  Here they are a cache in two tiers:
 Before a batch is ingested, `load` puts in the subjects it touches that are
 not hot: decoded from the cold tier (as a state read from Redis is, with what
 it published back, so that it behaves as if it had stayed hot), else read from
-Redis (else absent, and the engine creates them).  After it is settled, `writes` encodes the settled
-subjects' new state for the sink, and `trim` moves the least recently used
-hot subjects to the cold tier (with the bytes `writes` made) and lets the least
-recently used cold ones go beyond `size`.
+Redis (else absent, and the engine creates them).  After it is settled,
+`writes` encodes the settled subjects' new state for the sink, and `trim` moves
+the least recently used hot subjects to the cold tier (with the bytes `writes`
+made) and lets the least recently used cold ones go beyond `size`.
 
 The cache is sound because a worker owns its partitions exclusively (the
 sink fences every batch by ownership), applies its batches in order, and exits
@@ -39,7 +39,6 @@ from models.opportunity import OpportunityState
 from models.subject import Subject
 from sinks.forwarder import partition_of
 from sinks.redis_sink import HashWrite, SetAdd, StateWrite
-from streams.settings import STATE_HOT
 from streams.state import codec
 from streams.state.store import KINDS, StateStore, unpack
 
@@ -72,7 +71,7 @@ class CachedSubjects:
     """A `SubjectStore` over Redis state (streams/state/store.py), with a two-tier
     LRU cache (module docstring)."""
 
-    def __init__(self, store: StateStore, size: int, partitions: int, hot: int = STATE_HOT) -> None:
+    def __init__(self, store: StateStore, size: int, partitions: int, hot: int) -> None:
         self.store = store
         self.size = size
         self.hot = min(hot, size)

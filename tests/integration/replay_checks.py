@@ -107,6 +107,17 @@ def points_of(update: dict[str, Any]) -> dict[MetricKey, dict[str, Any]]:
     return {(scope, metric): update} | {(scope, f"{metric}@{d}"): p for d, p in days.items()}
 
 
+def moved(updates: list[dict[str, Any]]) -> dict[MetricKey, tuple[int, int]]:
+    """(value, delta) of every total and day that `updates` moved, as the sink's
+    reply names its changes (a total that did not move is told for its days only)."""
+    return {
+        key: (point["value"], point["delta"])
+        for update in updates
+        for key, point in points_of(update).items()
+        if point["delta"]
+    }
+
+
 def kafka_totals(metric_messages: list[Any], credit_messages: list[Any]) -> dict[str, Any]:
     """The SPEC §6 document the Kafka outputs add up to, deduplicated by message id."""
     totals: dict[tuple[str, str], int] = {}
