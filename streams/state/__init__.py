@@ -2,8 +2,8 @@
 
 - `store`: the Redis key layout of state (`StateKeys`) and its reads
   (`StateStore`: one pipelined round trip per batch, retried like the sink,
-  never overtaking a write in flight); stored values may be zlib-compressed
-  (`pack`/`unpack`);
+  never overtaking a write in flight); stored values may be compressed
+  (`pack`, `codec.decompress`);
 - `codec`: subject state and internal messages as compact JSON (never pickle);
 - `subjects`: `CachedSubjects`, the engine's `SubjectStore` in a worker:
   subjects loaded from Redis and kept between batches (LRU), and the state

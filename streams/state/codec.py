@@ -13,9 +13,10 @@ import zlib
 from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 import orjson
+import zstandard
 
 from models.attribution import Touchpoint
 from models.engine import GROUP, AccountMembers, RegistryEntry
@@ -26,9 +27,31 @@ from models.opportunity import Amount, Created, OpportunityState
 from models.parse import parse_event
 from models.subject import NO_REPEATS, Contribution, CreditLine, Subject
 
+ZLIB_HEADER: Final = b"x"
+"""The first byte of a zlib stream (deflate, default window)."""
+ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+"""The first bytes of a Zstandard frame.  JSON starts with neither."""
+_ZSTD = zstandard.ZstdCompressor(level=1)
+_UNZSTD = zstandard.ZstdDecompressor()
+
 UNKNOWN = Contribution({}, {})
 """The contribution of a state read back: not stored, so not known (`EMPTY` is
 what a subject that never published holds)."""
+
+
+def compress(value: bytes) -> bytes:
+    """`value` in Zstandard at level 1: as small as zlib at level 1 on our JSON (a
+    lead's 612 bytes become about 290), in a fifth of its time (5 µs, not 25)."""
+    return _ZSTD.compress(value)
+
+
+def decompress(stored: bytes) -> bytes:
+    """Whatever `compress` made, a zlib stream (what earlier versions stored), or
+    uncompressed JSON as is: a deployment can change its setting, or its version,
+    on data already stored."""
+    if stored[:4] == ZSTD_MAGIC:
+        return _UNZSTD.decompress(stored)
+    return zlib.decompress(stored) if stored[:1] == ZLIB_HEADER else stored
 
 
 def _tuples(value: object) -> list[Any]:
@@ -233,7 +256,7 @@ def dump_published(
 ) -> bytes:
     """What the subjects of one cache entry published last (name -> contribution,
     and a lead's snapshot), as the cache's cold tier keeps it
-    (streams/state/subjects.py): zlib'd JSON rows, about a fifth of the objects'
+    (streams/state/subjects.py): compressed JSON rows, about a fifth of the objects'
     size (measured: 311 bytes for a lead's contribution, against 1,370 as packed
     metrics and credit lines).  An unknown contribution (`UNKNOWN`) is left out,
     and so comes back unknown."""
@@ -245,7 +268,7 @@ def dump_published(
         for name, published in contributions.items()
         if published is not UNKNOWN
     }
-    return zlib.compress(_dumps([rows, dump_snapshot(snapshot) if snapshot else None]), 1)
+    return compress(_dumps([rows, dump_snapshot(snapshot) if snapshot else None]))
 
 
 def _credit_row(touch: str, line: CreditLine) -> list[Any]:
@@ -263,7 +286,7 @@ def _credit_row(touch: str, line: CreditLine) -> list[Any]:
 
 def load_published(raw: bytes) -> tuple[dict[str, Contribution], LeadSnapshot | None]:
     """Inverse of `dump_published` (names, scopes and positions interned)."""
-    rows, snapshot = orjson.loads(zlib.decompress(raw))
+    rows, snapshot = orjson.loads(decompress(raw))
     contributions = {
         name: Contribution(
             {(sys.intern(scope), metric): value for scope, metric, value in metrics},

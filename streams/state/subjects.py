@@ -40,7 +40,7 @@ from models.subject import Subject
 from sinks.forwarder import partition_of
 from sinks.redis_sink import HashWrite, SetAdd, StateWrite
 from streams.state import codec
-from streams.state.store import KINDS, StateStore, unpack
+from streams.state.store import KINDS, StateStore
 
 DUMPS: Final[dict[str, Callable[[Any], bytes]]] = {
     "lead": codec.dump_lead,
@@ -154,7 +154,7 @@ class CachedSubjects:
         """Decode a cold subject into the hot tier (the most recently used), with
         what it published last as its contribution."""
         cold = self._cold[kind].pop(key)
-        state = LOADS[kind](unpack(cold.state))
+        state = LOADS[kind](codec.decompress(cold.state))
         if cold.published is not None:
             published, snapshot = codec.load_published(cold.published)
             for name, subject in _subjects(kind, state).items():

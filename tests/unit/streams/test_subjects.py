@@ -11,8 +11,8 @@ from models.engine import Settled
 from models.lead import LeadSnapshot, LeadState
 from models.subject import NO_REPEATS, Contribution, CreditLine, Subject
 from sinks.redis_sink import HashWrite, StateWrite
-from streams.state.codec import UNKNOWN, dump_lead, dump_published, load_published
-from streams.state.store import KINDS, StateKeys, StateStore, pack, unpack
+from streams.state.codec import UNKNOWN, decompress, dump_lead, dump_published, load_published
+from streams.state.store import KINDS, StateKeys, StateStore, pack
 from streams.state.subjects import CachedSubjects
 
 LINE = CreditLine(Fraction(1, 3), 333_333, ("all", "partner:slack"), ("first",), 1)
@@ -66,7 +66,7 @@ class FakeStore:
         if asked:
             self.asked.append(asked)
         states = {
-            kind: {i: unpack(self.held[kind][i]) for i in ids if i in self.held[kind]}
+            kind: {i: decompress(self.held[kind][i]) for i in ids if i in self.held[kind]}
             for kind, ids in wanted.items()
         }
         return states, {}
