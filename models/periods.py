@@ -75,8 +75,10 @@ manager reviews "this quarter's NPS"), so they have series too (2026-12-02)."""
 _PERIOD = re.compile(r"^(?P<year>\d{4})(?:(?:-(?P<month>\d{1,2}))|(?:[qQ](?P<quarter>[1-4])))?$")
 
 
+@lru_cache(maxsize=2**16)
 def series_point(metric: str, day: date | str) -> str:
-    """The metric name of `metric`'s point on `day`."""
+    """The metric name of `metric`'s point on `day`: one string per point, shared by
+    every contribution that holds it (a lead's contribution keeps about twenty)."""
     return f"{metric}{SERIES_MARK}{day if isinstance(day, str) else day.isoformat()}"
 
 

@@ -71,32 +71,42 @@
 
 local prefix, batch, maxlen = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
 
--- "<scope> <metric>" -> summed delta, in first-seen order (a scope has no space);
--- a point of a daily series ("<metric>@<day>") -> its running total's field
-local order, net, total_of = {}, {}, {}
-
 -- A metric with a daily series is published as its points ("<metric>@<day>")
 -- only; its running total is derived here, as models/periods.with_totals does
 -- for the engine, so the days always add up to the total.
+-- net: "<scope> <metric>" -> summed delta of the running total, in first-seen
+-- order (a scope has no space); days: the same -> its points' summed deltas,
+-- {order = {day, ...}, net = {day -> delta}}.
+local order, net, days = {}, {}, {}
+local total_of, day_of = {}, {}  -- field -> its total's field, its day or false
 local function bump(field, delta)
   if delta == 0 then return end
-  local held = net[field]
-  if held == nil then
-    order[#order + 1] = field
+  local total, day = total_of[field], day_of[field]
+  if total == nil then
     local space = string.find(field, ' ', 1, true)
     local at = string.find(field, '@', space + 1, true)
-    local total = at and field:sub(1, at - 1) or false
-    total_of[field] = total
-    if total and net[total] == nil then
-      net[total] = 0
-      order[#order + 1] = total
-      total_of[total] = false
-    end
+    total, day = at and field:sub(1, at - 1) or field, at and field:sub(at + 1) or false
+    total_of[field], day_of[field] = total, day
+  end
+  local held = net[total]
+  if held == nil then
+    order[#order + 1] = total
     held = 0
   end
-  net[field] = held + delta
-  local total = total_of[field]
-  if total then net[total] = net[total] + delta end
+  net[total] = held + delta
+  if day then
+    local points = days[total]
+    if points == nil then
+      points = {order = {}, net = {}}
+      days[total] = points
+    end
+    local sum = points.net[day]
+    if sum == nil then
+      points.order[#points.order + 1] = day
+      sum = 0
+    end
+    points.net[day] = sum + delta
+  end
 end
 
 local function decode_metrics(json)
@@ -264,60 +274,50 @@ for _, w in ipairs(writes) do
   end
 end
 
-local changes, points, values, moved = {}, {}, {}, false
-for _, field in ipairs(order) do
-  local delta = net[field]
-  if delta ~= 0 then
-    local space = string.find(field, ' ', 1, true)
-    local scope, metric = field:sub(1, space - 1), field:sub(space + 1)
-    local at = string.find(metric, '@', 1, true)
-    local key, name = prefix .. 'm:' .. scope, metric
-    if at then  -- a daily series point, "<metric>@<day>"
-      key = prefix .. 'd:' .. scope .. ':' .. escape(metric:sub(1, at - 1))
-      name = metric:sub(at + 1)
-    end
-    local value = redis.call('HINCRBY', key, name, int(delta))
-    if value == 0 then redis.call('HDEL', key, name) end
-    if at then
-      local total = field:sub(1, space + at - 1)
-      local days = points[total]
-      if days == nil then
-        days = {}
-        points[total] = days
-      end
-      days[#days + 1] = quote(name) .. ':{"value":' .. int(value) .. ',"delta":' .. int(delta) .. '}'
-    else
-      values[field] = value
-      if scope:sub(1, 8) == 'partner:' then
-        local board, member = prefix .. 'lb:' .. escape(metric), unescape(scope:sub(9))
-        if value == 0 then
-          redis.call('ZREM', board, member)
-        else
-          redis.call('ZADD', board, value, member)
-        end
-      end
-    end
-    if not batch.q then changes[#changes + 1] = {scope, metric, value, delta} end
-    moved = true
-  end
-end
-
 -- One update per running total that moved, or whose days did (a late event can
 -- move a conversion from one day to another and leave the total as it was),
 -- with those days: the same JSON on the changes stream, its pub/sub channel
 -- and the outbox.  Numbers are formatted by hand: cjson would round them to 14
 -- significant digits.
-local updates = {}
+local changes, updates, moved = {}, {}, false
 for _, field in ipairs(order) do
-  local delta, days = net[field], points[field]
-  if days ~= nil or (delta ~= 0 and values[field] ~= nil) then
-    local space = string.find(field, ' ', 1, true)
-    local scope, metric = field:sub(1, space - 1), field:sub(space + 1)
-    local value = values[field]
+  local space = string.find(field, ' ', 1, true)
+  local scope, metric = field:sub(1, space - 1), field:sub(space + 1)
+  local moved_days = {}
+  local points = days[field]
+  if points ~= nil then  -- its daily series: <prefix>d:<scope>:<metric>, field <day>
+    local key = prefix .. 'd:' .. scope .. ':' .. escape(metric)
+    for _, day in ipairs(points.order) do
+      local delta = points.net[day]
+      if delta ~= 0 then
+        local value = redis.call('HINCRBY', key, day, int(delta))
+        if value == 0 then redis.call('HDEL', key, day) end
+        moved_days[#moved_days + 1] = quote(day) .. ':{"value":' .. int(value) .. ',"delta":' .. int(delta) .. '}'
+        if not batch.q then changes[#changes + 1] = {scope, metric .. '@' .. day, value, delta} end
+      end
+    end
+  end
+  local delta, value = net[field], nil
+  if delta ~= 0 then
+    local key = prefix .. 'm:' .. scope
+    value = redis.call('HINCRBY', key, metric, int(delta))
+    if value == 0 then redis.call('HDEL', key, metric) end
+    if scope:sub(1, 8) == 'partner:' then
+      local board, member = prefix .. 'lb:' .. escape(metric), unescape(scope:sub(9))
+      if value == 0 then
+        redis.call('ZREM', board, member)
+      else
+        redis.call('ZADD', board, value, member)
+      end
+    end
+    if not batch.q then changes[#changes + 1] = {scope, metric, value, delta} end
+  end
+  if delta ~= 0 or #moved_days > 0 then
+    moved = true
     if value == nil then value = tonumber(redis.call('HGET', prefix .. 'm:' .. scope, metric) or '0') end
     local update = '{"scope":' .. quote(unescape(scope)) .. ',"metric":' .. quote(metric)
       .. ',"value":' .. int(value) .. ',"delta":' .. int(delta)
-    if days ~= nil then update = update .. ',"days":{' .. table.concat(days, ',') .. '}' end
+    if #moved_days > 0 then update = update .. ',"days":{' .. table.concat(moved_days, ',') .. '}' end
     updates[#updates + 1] = update .. '}'
   end
 end
