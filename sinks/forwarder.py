@@ -32,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any, Final, TypedDict, Unpack
 
@@ -43,8 +44,8 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
-from sinks.keys import DEFAULT_PREFIX, Keys, unescape_named
-from sinks.redis_sink import credit_deltas
+from sinks.keys import DEFAULT_PREFIX, Keys
+from sinks.redis_sink import credit_deltas, metric_updates
 
 __all__ = [
     "CREDITS_TOPIC",
@@ -317,13 +318,7 @@ def outbox_messages(
     out: list[Message] = []
     for update in orjson.loads(fields.get("metrics", "[]")):
         if isinstance(update, list):  # written before 2026-12-02: one per field, days apart
-            scope, metric, value, delta = update
-            update = {
-                "scope": unescape_named(scope),
-                "metric": metric,
-                "value": value,
-                "delta": delta,
-            }
+            update = asdict(metric_updates([update])[0])
         update["id"] = f"{entry_id}:{len(out)}"
         out.append((metrics_topic, update["scope"].encode(), orjson.dumps(update)))
     for c in credit_deltas(orjson.loads(fields.get("credits", "[]"))):
