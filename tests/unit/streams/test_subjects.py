@@ -213,3 +213,7 @@ def test_published_contributions_survive_their_bytes() -> None:
     other = Contribution({("partner:slack", "pipeline.sourced_arr@2026-03-09"): 1 << 40}, {})
     raw = dump_published({"": BASE, "group:x": other, "unknown": UNKNOWN}, None)
     assert load_published(raw) == ({"": BASE, "group:x": other}, None)
+    lead_snapshot = snapshot("lead-1")
+    unattributed = LeadSnapshot("lead-2", None, (), None)
+    for kept in (lead_snapshot, unattributed):
+        assert load_published(dump_published({"": BASE}, kept)) == ({"": BASE}, kept)
