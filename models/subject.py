@@ -195,6 +195,10 @@ class Subject:
     late: int = 0
     cause: str = ""
     contribution: Contribution = EMPTY
+    sent: object = None
+    """What a runtime last published of this subject, in its sink's own form (None:
+    not known): a worker keeps this as the base of its next deltas, instead of
+    the contribution's objects."""
 
     def admit(self, event_id: str, ts: int, position: int) -> bool:
         """Record an arriving event; False if it was admitted before."""

@@ -49,12 +49,14 @@ from models.subject import (
 from sinks.keys import DEFAULT_PREFIX, Keys, escape_named, unescape_named
 
 __all__ = [
+    "NOTHING",
     "DeadLetter",
     "Fence",
     "FencedError",
     "HashWrite",
     "MetricUpdate",
     "Prepared",
+    "Published",
     "RedisSink",
     "SetAdd",
     "SinkBatch",
@@ -63,6 +65,7 @@ __all__ = [
     "StateWrite",
     "credit_deltas",
     "metric_updates",
+    "published",
     "redact_url",
 ]
 
@@ -123,6 +126,31 @@ class Fence:
     partitions: frozenset[int]
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A contribution as the script stores it: its metrics text (what
+    ``pp:contrib:<subject>`` holds, "" for none) and its credit lines (touch id,
+    line JSON; sorted).  All a sender needs of a base: the script checks the
+    text's digest, and the deltas come from its rows.  A worker keeps this
+    instead of the contribution's objects, so a base is never encoded twice
+    and a cached subject's is a fraction of their size."""
+
+    metrics: str
+    lines: tuple[tuple[str, str], ...]
+
+
+def published(contribution: Contribution) -> Published:
+    """`contribution` as the script stores it."""
+    return Published(
+        _metrics_json(contribution),
+        tuple((touch, _line_json(line)) for touch, line in sorted(contribution.credits.items())),
+    )
+
+
+NOTHING: Final = Published("", ())
+"""What a subject that never published has in Redis (`published(EMPTY)`)."""
+
+
 @dataclass(slots=True)
 class SinkBatch:
     """Everything one batch writes to Redis, in one atomic, fenced, idempotent call.
@@ -130,8 +158,8 @@ class SinkBatch:
     `contributions` are absolute (subject -> its current contribution): the
     script publishes their difference to what Redis holds.  `causes` names the
     event behind each subject's credit changes (in the outbox).  `bases`
-    (subject -> the contribution the sender knows Redis holds for it, `EMPTY`
-    for a subject never published) lets the sink send summed metric deltas
+    (subject -> what the sender knows Redis holds for it, `NOTHING` for a
+    subject never published) lets the sink send summed metric deltas
     instead of having the script diff; the script checks each base's digest
     before writing anything and refuses the call (`STALE`) if one is wrong.
     `dead_letters` are counted once per source offset.  `states` are written
@@ -145,24 +173,30 @@ class SinkBatch:
 
     contributions: dict[str, Contribution] = field(default_factory=dict)
     causes: dict[str, str] = field(default_factory=dict)
-    bases: dict[str, Contribution] = field(default_factory=dict)
+    bases: dict[str, Published] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     states: list[StateWrite] = field(default_factory=list)
     first: dict[tuple[str, int], int] = field(default_factory=dict)
     last: dict[tuple[str, int], int] = field(default_factory=dict)
     fence: Fence | None = None
+    encoded: dict[str, Published] = field(default_factory=dict)
+    """`published` of contributions, where `publish` made it already."""
 
     def publish(
-        self, subject: str, new: Contribution, base: Contribution | None, cause: str
-    ) -> None:
+        self, subject: str, new: Contribution, base: Published | None, cause: str
+    ) -> Published:
         """Send `subject`'s new contribution, unless it equals its known `base`
-        (None: not known, always sent; the script diffs)."""
+        (None: not known, always sent; the script diffs).  Returns it as Redis
+        will hold it: the subject's next base."""
+        encoded = published(new)
         if base is not None:
-            if base == new:
-                return
+            if base == encoded:
+                return base
             self.bases[subject] = base
         self.contributions[subject] = new
+        self.encoded[subject] = encoded
         self.causes[subject] = cause
+        return encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,8 +376,11 @@ class RedisSink:
         if batch.bases and not batch.first:
             raise ValueError("bases need first offsets: a repeated call must be recognised")
         contributions, causes, bases = batch.contributions, batch.causes, batch.bases
+        known = batch.encoded
         encoded = [
-            _encode_subject(s, contributions[s], causes.get(s, ""), bases.get(s))
+            _encode_subject(
+                s, known.get(s) or published(contributions[s]), causes.get(s, ""), bases.get(s)
+            )
             for s in sorted(contributions)
         ]
         dlq = [[d.source, d.reason] for d in batch.dead_letters]
@@ -365,7 +402,9 @@ class RedisSink:
                 merge(net, deltas)
             call: dict[str, Any] = {"s": [entry for entry, _ in chunk], "d": [], "o": [], **checks}
             if net:
-                call["n"] = _metric_rows(net)
+                call["n"] = sorted(
+                    (scope, metric, _exact(v)) for (scope, metric), v in net.items() if v
+                )
             if not decode:
                 call["q"] = 1
             values: list[bytes] = []
@@ -529,32 +568,45 @@ def _exact(value: int) -> int:
 
 
 def _encode_subject(
-    subject: str, contribution: Contribution, cause: str, base: Contribution | None = None
-) -> tuple[list[Any], Mapping[MetricKey, int]]:
+    subject: str, new: Published, cause: str, base: Published | None = None
+) -> tuple[list[Any], dict[tuple[str, str], int]]:
     """The script's entry for one subject, and the metric deltas it leaves to the
-    call's sum: none without a `base` (the script diffs).
+    call's sum, by (escaped scope, metric): none without a `base` (the script
+    diffs).
 
     The entry is [subject key part, metrics JSON text, [[touch id, line JSON
     text], ...], cause], and with a base its metrics digest as a fifth item; the
     metrics, and the lines, are then false where they equal the base's.
     """
     if base is None:
-        return [escape_named(subject), _metrics_json(contribution), _lines(contribution), cause], {}
-    deltas = dict(contribution.metrics)
-    merge(deltas, base.metrics, -1)
-    digest = hashlib.sha1(_metrics_json(base).encode()).hexdigest()  # noqa: S324
+        return [escape_named(subject), new.metrics, new.lines, cause], {}
+    deltas = _row_deltas(new.metrics, base.metrics)
+    digest = hashlib.sha1(base.metrics.encode()).hexdigest()  # noqa: S324
     entry = [
         escape_named(subject),
-        _metrics_json(contribution) if deltas else False,
-        _lines(contribution) if contribution.credits != base.credits else False,
+        new.metrics if deltas else False,
+        new.lines if new.lines != base.lines else False,
         cause,
         digest,
     ]
     return entry, deltas
 
 
-def _lines(contribution: Contribution) -> list[list[str]]:
-    return [[touch, _line_json(line)] for touch, line in sorted(contribution.credits.items())]
+def _row_deltas(new: str, old: str) -> dict[tuple[str, str], int]:
+    """`new` minus `old`, two metrics texts, by (escaped scope, metric); no zeros."""
+    deltas: dict[tuple[str, str], int] = {(s, m): v for s, m, v in _rows(new)}
+    for scope, metric, value in _rows(old):
+        key = (scope, metric)
+        delta = deltas.get(key, 0) - value
+        if delta:
+            deltas[key] = delta
+        else:
+            del deltas[key]
+    return deltas
+
+
+def _rows(metrics: str) -> list[list[Any]]:
+    return orjson.loads(metrics) if metrics else []
 
 
 def _metrics_json(contribution: Contribution) -> str:

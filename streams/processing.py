@@ -65,8 +65,8 @@ from models.events import (
 from models.lead import LeadSnapshot
 from models.parse import Rejection, parse_event
 from models.partners import normalise
-from models.subject import Contribution, Subject
-from sinks.redis_sink import DeadLetter, SinkBatch
+from models.subject import EMPTY, Contribution, Subject
+from sinks.redis_sink import NOTHING, DeadLetter, Published, SinkBatch
 from streams.settings import Settings
 from streams.state import codec
 from streams.state.store import KINDS, StateStore
@@ -320,12 +320,16 @@ def _kind(event: Event) -> str:
 
 
 def _publish(sink: SinkBatch, name: str, subject: Subject, new: Contribution) -> None:
-    """Hand `subject`'s new contribution to the sink, with its base when known.
+    """Hand `subject`'s new contribution to the sink, with its base when known, and
+    keep what Redis will hold as its next base (`Subject.sent`): a worker keeps
+    that text, not the contribution's objects.
 
-    A state read from Redis does not know what it published (`codec.UNKNOWN`:
-    contributions are not stored with the state): the sink diffs it.  A cached
-    state knows, and so does a new one (`EMPTY`): the sink skips it when
-    unchanged, else sends metric deltas from that base.
+    A state read from Redis does not know what it published (contributions are
+    not stored with the state): the sink diffs it.  A cached state knows, and so
+    does a new one (`NOTHING`): the sink skips it when unchanged, else sends
+    metric deltas from that base.
     """
-    old, subject.contribution = subject.contribution, new
-    sink.publish(name, new, None if old is codec.UNKNOWN else old, subject.cause)
+    base = subject.sent
+    if not isinstance(base, Published):
+        base = NOTHING if subject.contribution is EMPTY else None
+    subject.sent = sink.publish(name, new, base, subject.cause)

@@ -15,7 +15,6 @@ import sys
 import zlib
 from collections.abc import Mapping
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any, Final, get_args
 
 import orjson
@@ -28,7 +27,8 @@ from models.groups import GroupState
 from models.lead import LeadSnapshot, LeadState, Milestone, TouchRecord
 from models.opportunity import Amount, Created, OpportunityState
 from models.parse import parse_event
-from models.subject import NO_REPEATS, Contribution, CreditLine, Subject
+from models.subject import NO_REPEATS, Contribution, Subject
+from sinks.redis_sink import Published
 
 ZLIB_HEADER: Final = b"x"
 """The first byte of a zlib stream (deflate, default window)."""
@@ -258,33 +258,17 @@ def load_registry(raw: bytes | dict[str, Any]) -> RegistryEntry:
     return RegistryEntry(int(fields["ts"]), str(fields["event_id"]), fields["partner"])
 
 
-def dump_published(
-    contributions: Mapping[str, Contribution], snapshot: LeadSnapshot | None
-) -> bytes:
-    """What the subjects of one cache entry published last (name -> contribution,
+def dump_published(sent: Mapping[str, Published], snapshot: LeadSnapshot | None) -> bytes:
+    """What the subjects of one cache entry published last (name -> `Subject.sent`,
     and a lead's snapshot), as the cache's cold tier keeps it
-    (streams/state/subjects.py): compressed `marshal` rows, about a fifth of the
-    objects' size.  An unknown contribution (`UNKNOWN`) is left out, and so comes
-    back unknown.
+    (streams/state/subjects.py): compressed `marshal` rows of the sink's texts,
+    about a third of their size.
 
     `marshal`, not JSON: these bytes never leave the worker's memory (unlike
-    state, nothing else can write them), and it builds the metrics dict, its
-    keys and interned names back at C speed (a lead's entry loads in about half
-    JSON's time), and writes a name shared by several keys once."""
-    rows = {
-        name: (
-            dict(published.metrics),
-            {touch: _credit_row(line) for touch, line in published.credits.items()},
-        )
-        for name, published in contributions.items()
-        if published is not UNKNOWN
-    }
+    state, nothing else can write them), and it reads the texts and the
+    snapshot's rows back at C speed."""
+    rows = {name: (published.metrics, published.lines) for name, published in sent.items()}
     return compress(marshal.dumps((rows, _snapshot_row(snapshot) if snapshot else None)))
-
-
-def _credit_row(line: CreditLine) -> tuple[Any, ...]:
-    credit = line.credit
-    return (credit.numerator, credit.denominator, line.units, line.scopes, line.positions, line.ts)
 
 
 def _snapshot_row(snapshot: LeadSnapshot) -> tuple[Any, ...]:
@@ -301,23 +285,14 @@ def _point_row(point: Touchpoint) -> tuple[Any, ...]:
     return (point.ts, point.touch_id, point.lead_id, point.campaign, point.partner, point.channel)
 
 
-def load_published(raw: bytes) -> tuple[dict[str, Contribution], LeadSnapshot | None]:
+def load_published(raw: bytes) -> tuple[dict[str, Published], LeadSnapshot | None]:
     """Inverse of `dump_published`."""
     rows, snapshot = marshal.loads(decompress(raw))  # noqa: S302 - made by this process
-    contributions = {
-        name: Contribution(
-            metrics,
-            {
-                touch: CreditLine(Fraction(numerator, denominator), units, scopes, positions, ts)
-                for touch, (numerator, denominator, units, scopes, positions, ts) in credits.items()
-            },
-        )
-        for name, (metrics, credits) in rows.items()
-    }
+    sent = {name: Published(metrics, lines) for name, (metrics, lines) in rows.items()}
     if snapshot is None:
-        return contributions, None
+        return sent, None
     lead_id, account_id, points, lc = snapshot
-    return contributions, LeadSnapshot(
+    return sent, LeadSnapshot(
         lead_id,
         account_id,
         tuple(Touchpoint(*point) for point in points),

@@ -39,7 +39,7 @@ from models.lead import LeadState
 from models.opportunity import OpportunityState
 from models.subject import Subject
 from sinks.forwarder import partition_of
-from sinks.redis_sink import HashWrite, SetAdd, StateWrite
+from sinks.redis_sink import HashWrite, Published, SetAdd, StateWrite
 from streams.state import codec
 from streams.state.store import KINDS, StateStore
 
@@ -157,14 +157,13 @@ class CachedSubjects:
 
     def _promote(self, kind: str, key: str) -> None:
         """Decode a cold subject into the hot tier (the most recently used), with
-        what it published last as its contribution."""
+        what it published last as its base (`Subject.sent`)."""
         cold = self._cold[kind].pop(key)
         state = LOADS[kind](codec.decompress(cold.state))
         if cold.published is not None:
             published, snapshot = codec.load_published(cold.published)
             for name, subject in _subjects(kind, state).items():
-                if name in published:
-                    subject.contribution = published[name]
+                subject.sent = published.get(name)
             if isinstance(state, LeadState):
                 state.snapshot = snapshot  # as sent: the next settle sends only a change
         self._hot[kind][key] = state
@@ -238,10 +237,15 @@ def _subjects(kind: str, state: Any) -> dict[str, Subject]:
 
 
 def _published(kind: str, state: Any) -> bytes | None:
-    """What the entry's subjects published last, as the cold tier keeps it."""
+    """What the entry's subjects published last, as the cold tier keeps it (a
+    subject whose base is not known is left out, and so comes back unknown)."""
     if kind == "account":
         return None
     return codec.dump_published(
-        {name: subject.contribution for name, subject in _subjects(kind, state).items()},
+        {
+            name: subject.sent
+            for name, subject in _subjects(kind, state).items()
+            if isinstance(subject.sent, Published)
+        },
         state.snapshot if isinstance(state, LeadState) else None,
     )

@@ -26,6 +26,7 @@ from datagen import SyntheticConfig
 from models.subject import EMPTY, Contribution, CreditLine, MetricKey
 from sinks.keys import escape, escape_named, unescape, unescape_named
 from sinks.redis_sink import (
+    NOTHING,
     DeadLetter,
     Fence,
     FencedError,
@@ -35,6 +36,7 @@ from sinks.redis_sink import (
     SinkResult,
     SinkUnavailableError,
     StateWrite,
+    published,
 )
 from tests.integration.engine_batches import TOPIC, Batch, Run
 from tests.integration.engine_batches import engine_run as run_engine
@@ -140,17 +142,22 @@ async def test_metric_deltas_from_bases_and_a_wrong_base_refused(sink: RedisSink
     that landed is recognised by its offsets and changes nothing."""
     run = engine_run()
     rng = random.Random(11)
-    published: dict[str, Contribution] = {}
+    landed: dict[str, Contribution] = {}
     unchanged = Counter[str]()
     previous = -1
     for batch in run.batches:
         first = {tp: previous + 1 for tp in batch.offsets}
-        bases = {s: published.get(s, EMPTY) for s in batch.contributions if rng.random() < 0.8}
+        bases = {
+            s: published(landed.get(s, EMPTY)) for s in batch.contributions if rng.random() < 0.8
+        }
         if bases and rng.random() < 0.3:
             before = (await sink.read_metrics(), await sink.read_offsets())
             victim = rng.choice(sorted(bases))
             if rng.random() < 0.5:
-                wrong = {**bases, victim: Contribution({("all", "nb.leads.influenced"): 5}, {})}
+                wrong = {
+                    **bases,
+                    victim: published(Contribution({("all", "nb.leads.influenced"): 5}, {})),
+                }
             else:  # the subject landed on its own since its base was taken
                 await sink.apply({victim: batch.contributions[victim]}, [], {})
                 before = (await sink.read_metrics(), await sink.read_offsets())
@@ -167,7 +174,7 @@ async def test_metric_deltas_from_bases_and_a_wrong_base_refused(sink: RedisSink
         await sink.execute(prepared)
         again = await sink.execute(prepared)
         assert again.metrics == [] and again.credits == []
-        published.update(batch.contributions)
+        landed.update(batch.contributions)
         previous = max(batch.offsets.values())
     assert unchanged["metrics"] > 0 and unchanged["lines"] > 0, unchanged
     assert_matches(await sink.read_metrics(), run.totals)
@@ -176,7 +183,7 @@ async def test_metric_deltas_from_bases_and_a_wrong_base_refused(sink: RedisSink
 
 async def test_bases_need_first_offsets(sink: RedisSink) -> None:
     with pytest.raises(ValueError, match="first"):
-        sink.prepare(SinkBatch({"lead:a": EMPTY}, bases={"lead:a": EMPTY}))
+        sink.prepare(SinkBatch({"lead:a": EMPTY}, bases={"lead:a": NOTHING}))
 
 
 # --- dashboard keys: daily series and leaderboards ----------------------------------

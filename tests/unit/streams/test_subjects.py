@@ -10,7 +10,7 @@ from models.attribution import Touchpoint
 from models.engine import Settled
 from models.lead import LeadSnapshot, LeadState
 from models.subject import NO_REPEATS, Contribution, CreditLine, Subject
-from sinks.redis_sink import HashWrite, StateWrite
+from sinks.redis_sink import NOTHING, HashWrite, Published, StateWrite, published
 from streams.state.codec import UNKNOWN, decompress, dump_lead, dump_published, load_published
 from streams.state.store import KINDS, StateKeys, StateStore, pack
 from streams.state.subjects import CachedSubjects
@@ -77,8 +77,10 @@ def cache(size: int = 3, hot: int = 1) -> tuple[CachedSubjects, FakeStore]:
     return CachedSubjects(cast(StateStore, store), size, 1, hot), store
 
 
-def published(lead_id: str) -> Contribution:
-    return Contribution({("all", f"leads.acquired@2026-03-0{len(lead_id)}"): 1}, {"evt-1": LINE})
+def sent(lead_id: str) -> Published:
+    return published(
+        Contribution({("all", f"leads.acquired@2026-03-0{len(lead_id)}"): 1}, {"evt-1": LINE})
+    )
 
 
 def snapshot(lead_id: str) -> LeadSnapshot:
@@ -92,7 +94,7 @@ def settle(subjects: CachedSubjects, store: FakeStore, *lead_ids: str) -> list[S
     for lead_id in lead_ids:
         lead = subjects.leads.setdefault(lead_id, LeadState(lead_id))
         assert lead.admit(f"evt-{lead_id}-{len(lead.seen)}", 10, len(lead.seen) + 1)
-        lead.contribution = published(lead_id)
+        lead.sent = sent(lead_id)
         lead.snapshot = snapshot(lead_id)
     writes = subjects.writes(Settled(leads=list(lead_ids)))
     store.apply(writes)
@@ -122,8 +124,7 @@ def test_a_cold_hit_is_decoded_with_what_it_published() -> None:
     assert store.asked == []  # no read from Redis
     lead = subjects.leads["a"]
     assert lead.seen == {"evt-a-0": 1}
-    assert lead.contribution is not UNKNOWN
-    assert lead.contribution == published("a")  # the sink's base: deltas, not a diff
+    assert lead.sent == sent("a")  # the sink's base: deltas, not a diff
     assert lead.snapshot == snapshot("a")  # as its subscribers have it: not sent again
     assert (subjects.hits, subjects.misses, subjects.cold_hits) == (1, 0, 1)
 
@@ -144,7 +145,8 @@ def test_lru_order_runs_across_the_tiers() -> None:
 
     load(subjects, "lead", "a", "c")
     assert store.asked == [{"lead": {"a", "c"}}]
-    assert subjects.leads["a"].contribution is UNKNOWN  # read back: its base is unknown
+    assert subjects.leads["a"].sent is None  # read back: its base is unknown
+    assert subjects.leads["a"].contribution is UNKNOWN
     assert (subjects.hits, subjects.misses) == (1, 2)
 
 
@@ -165,7 +167,7 @@ def test_a_restored_subject_leaves_both_tiers() -> None:
     load(subjects, "lead", "a")
     assert store.asked == [{"lead": {"a"}}]
     assert subjects.leads["a"].seen == {"evt-a-0": 1}
-    assert subjects.leads["a"].contribution is UNKNOWN
+    assert subjects.leads["a"].sent is None
 
 
 def test_clear_drops_both_tiers() -> None:
@@ -196,7 +198,7 @@ def test_without_a_cache_nothing_is_kept() -> None:
 def test_each_subject_of_an_extension_key_keeps_its_own_base() -> None:
     subjects, store = cache(size=3, hot=0)
     known, unknown = Subject("k"), Subject("k")
-    known.contribution = Contribution({("all", "dq.late_events"): 2}, {})
+    known.sent = published(Contribution({("all", "dq.late_events"): 2}, {}))
     unknown.contribution = UNKNOWN
     subjects.others["k"] = {"partner_events": known, "referrals": unknown}
     store.apply(subjects.writes(Settled(others=["k"])))
@@ -205,15 +207,17 @@ def test_each_subject_of_an_extension_key_keeps_its_own_base() -> None:
 
     load(subjects, "other", "k")
     again = subjects.others["k"]
-    assert again["partner_events"].contribution == Contribution({("all", "dq.late_events"): 2}, {})
-    assert again["referrals"].contribution is UNKNOWN
+    assert again["partner_events"].sent == published(
+        Contribution({("all", "dq.late_events"): 2}, {})
+    )
+    assert again["referrals"].sent is None
 
 
 def test_published_contributions_survive_their_bytes() -> None:
     other = Contribution({("partner:slack", "pipeline.sourced_arr@2026-03-09"): 1 << 40}, {})
-    raw = dump_published({"": BASE, "group:x": other, "unknown": UNKNOWN}, None)
-    assert load_published(raw) == ({"": BASE, "group:x": other}, None)
+    texts = {"": published(BASE), "group:x": published(other), "none": NOTHING}
+    assert load_published(dump_published(texts, None)) == (texts, None)
     lead_snapshot = snapshot("lead-1")
     unattributed = LeadSnapshot("lead-2", None, (), None)
     for kept in (lead_snapshot, unattributed):
-        assert load_published(dump_published({"": BASE}, kept)) == ({"": BASE}, kept)
+        assert load_published(dump_published(texts, kept)) == (texts, kept)
