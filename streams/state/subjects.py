@@ -9,7 +9,7 @@ dicts of its `SubjectStore`.  Here they are a cache in two tiers:
   bytes: each subject's state exactly as last written to Redis (or read from
   it), and what it published last (`codec.dump_published`): the base the
   sink sends deltas from, and a lead's snapshot as its subscribers have it.
-  A cold subject costs about a sixth of a live one.
+  A cold lead costs about a fifth of a live one (0.9 KB of objects, against 4.4).
 
 Before a batch is ingested, `load` puts in the subjects it touches that are
 not hot: decoded from the cold tier (as a state read from Redis is, with what
